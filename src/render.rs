@@ -1,0 +1,39 @@
+//! The plain-text layout of an answer: shared by the responder, which builds
+//! what users see, and by knowledge validation, which checks that the longest
+//! such text still fits one Telegram message.
+
+use crate::knowledge::{Messages, Source};
+
+/// The plain-text reply for one FAQ answer: question, answer, crisis lines if
+/// the entry asks for them, a brief source line, and the clinician note.
+pub fn answer_text(
+    question: &str,
+    answer: &str,
+    crisis_resources: bool,
+    sources: &[&Source],
+    messages: &Messages,
+) -> String {
+    let mut text = format!("{question}\n\n{answer}");
+    if crisis_resources {
+        text.push_str("\n\n");
+        text.push_str(&messages.crisis_resources);
+    }
+    if !sources.is_empty() {
+        let labels: Vec<&str> = sources.iter().map(|source| source.label.as_str()).collect();
+        text.push_str(&format!(
+            "\n\n{}: {}",
+            messages.sources_label,
+            labels.join("; ")
+        ));
+    }
+    with_note(text, messages)
+}
+
+/// Appends the clinician note: every reply of every kind goes through here.
+pub fn with_note(mut text: String, messages: &Messages) -> String {
+    if !text.is_empty() {
+        text.push_str("\n\n");
+    }
+    text.push_str(&messages.clinician_note);
+    text
+}
