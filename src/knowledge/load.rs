@@ -164,6 +164,8 @@ struct Loader {
     entries: Vec<LocatedEntry>,
     sources: Vec<(Source, Place)>,
     messages: Option<Messages>,
+    /// The messages that are present, for checks that run even when some are missing.
+    message_texts: HashMap<String, String>,
     synonyms: Vec<Vec<String>>,
     /// Ids seen even on records with other problems, so that one broken
     /// record does not also make every reference to it an error.
@@ -435,6 +437,7 @@ impl Loader {
                     .push(file.problem(&(0..0), format!("required message `{key}` is missing")));
             }
         }
+        self.message_texts = pairs.clone();
         self.messages = Messages::from_pairs(pairs);
     }
 
@@ -604,8 +607,8 @@ impl Loader {
     }
 
     fn check_phrasings(&mut self) {
-        let mut seen: HashMap<String, (&str, &Place)> = HashMap::new();
-        for entry in &self.entries {
+        let mut seen: HashMap<String, (usize, &str, &Place)> = HashMap::new();
+        for (index, entry) in self.entries.iter().enumerate() {
             for (phrasing, place) in &entry.phrasings {
                 let key = normalize(phrasing);
                 if key.is_empty() {
@@ -614,13 +617,13 @@ impl Loader {
                     continue;
                 }
                 match seen.get(&key) {
-                    Some((owner, first)) if *owner == entry.entry.id => {
+                    Some((owner, _, first)) if *owner == index => {
                         self.problems.push(place.problem(format!(
                             "phrasing {phrasing:?} repeats one at {} in the same entry",
                             first.describe()
                         )));
                     }
-                    Some((owner, first)) => {
+                    Some((_, owner, first)) => {
                         self.problems.push(place.problem(format!(
                             "phrasing {phrasing:?} of entry `{}` is the same as one of entry `{owner}` at {}",
                             entry.entry.id,
@@ -628,7 +631,7 @@ impl Loader {
                         )));
                     }
                     None => {
-                        seen.insert(key, (&entry.entry.id, place));
+                        seen.insert(key, (index, &entry.entry.id, place));
                     }
                 }
             }
@@ -638,9 +641,7 @@ impl Loader {
     /// Every answer, with its crisis lines, sources and the clinician note,
     /// must fit one Telegram message.
     fn check_lengths(&mut self) {
-        let Some(messages) = &self.messages else {
-            return;
-        };
+        let messages = &Messages::from_pairs_or_empty(&self.message_texts);
         let sources: HashMap<&str, &Source> = self
             .sources
             .iter()

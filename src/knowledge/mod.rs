@@ -98,6 +98,12 @@ macro_rules! messages {
             fn from_pairs(mut pairs: std::collections::HashMap<String, String>) -> Option<Self> {
                 Some(Self { $($name: pairs.remove(stringify!($name))?,)* })
             }
+
+            /// Like `from_pairs`, with missing keys left empty: for checks that
+            /// should still run while other messages are missing.
+            fn from_pairs_or_empty(pairs: &std::collections::HashMap<String, String>) -> Self {
+                Self { $($name: pairs.get(stringify!($name)).cloned().unwrap_or_default(),)* }
+            }
         }
     };
 }

@@ -1,0 +1,488 @@
+//! The knowledge base as admins and users meet it: the shipped files are sound
+//! and curated to the project's standards, and a broken copy gets every
+//! problem reported at its `path:line:col`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use faqbot::knowledge::{self, LoadError, Messages, Problem};
+
+fn shipped() -> knowledge::KnowledgeBase {
+    match knowledge::load(Path::new("knowledge")) {
+        Ok(kb) => kb,
+        Err(error) => panic!("shipped knowledge does not load: {error:#?}"),
+    }
+}
+
+#[test]
+fn shipped_knowledge_is_sound_and_large_enough() {
+    let kb = shipped();
+    assert!(kb.entries.len() >= 45, "only {} entries", kb.entries.len());
+    assert!(
+        kb.stats.alternates >= 180,
+        "only {} alternates",
+        kb.stats.alternates
+    );
+    for entry in &kb.entries {
+        assert!(
+            entry.alternates.len() >= 4,
+            "{} has {} alternates",
+            entry.id,
+            entry.alternates.len()
+        );
+        assert!(!entry.sources.is_empty(), "{} cites nothing", entry.id);
+        assert!(
+            !entry.related.is_empty(),
+            "{} has no related entries",
+            entry.id
+        );
+        let length = entry.answer.chars().count();
+        assert!(
+            length <= 1200,
+            "{} answer has {length} characters",
+            entry.id
+        );
+    }
+}
+
+#[test]
+fn shipped_knowledge_covers_every_required_topic() {
+    // One entry id per topic the knowledge base must cover (issue 2's list).
+    let required = [
+        "what-is-ptsd",
+        "ptsd-symptoms",
+        "ptsd-treatments",
+        "benzodiazepines-ptsd",
+        "what-is-ketamine",
+        "how-ketamine-works",
+        "legal-status",
+        "approved-for-ptsd",
+        "esketamine-spravato",
+        "spravato-rems",
+        "trials-overview",
+        "how-fast",
+        "how-long-lasts",
+        "treatment-resistant",
+        "veterans",
+        "depression-and-ptsd",
+        "anxiety",
+        "chronic-pain",
+        "is-it-a-cure",
+        "first-line",
+        "consultation-screening",
+        "during-infusion",
+        "infusion-length",
+        "monitoring",
+        "recovery-observation",
+        "number-of-sessions",
+        "maintenance",
+        "preparation-eating",
+        "ride-home",
+        "driving-after",
+        "other-routes",
+        "at-home-ketamine",
+        "ketamine-assisted-psychotherapy",
+        "combining-with-therapy",
+        "tell-clinician-medicines",
+        "common-side-effects",
+        "dissociation",
+        "blood-pressure",
+        "long-term-risks",
+        "addiction-misuse",
+        "who-should-not",
+        "pregnancy-breastfeeding",
+        "young-people",
+        "cost",
+        "insurance",
+        "choosing-provider",
+        "compare-ssris",
+        "ketamine-suicidal-thoughts",
+        "about-bot",
+        "privacy",
+    ];
+    let kb = shipped();
+    let missing: Vec<_> = required
+        .iter()
+        .filter(|id| kb.entry(id).is_none())
+        .collect();
+    assert!(missing.is_empty(), "missing entries: {missing:?}");
+    let suicide = kb
+        .entry("ketamine-suicidal-thoughts")
+        .map(|entry| entry.crisis_resources);
+    assert_eq!(
+        suicide,
+        Some(true),
+        "the suicidal-thoughts entry must always show crisis lines"
+    );
+}
+
+#[test]
+fn shipped_knowledge_makes_no_marketing_claims_and_cites_no_unusable_source() {
+    let banned = [
+        "non-addictive",
+        "minimal side effects",
+        "cures ptsd",
+        "miracle",
+        "breakthrough",
+        "groundbreaking",
+        "revolutionary",
+        "mcgirr",
+        "aan het rot",
+        "lai 2014",
+        "price 2018",
+        "smith & lee",
+        "169(6)",
+        "171(6)",
+    ];
+    for path in knowledge_files() {
+        let text = fs::read_to_string(&path).unwrap_or_default().to_lowercase();
+        for phrase in banned {
+            assert!(
+                !text.contains(phrase),
+                "{} contains {phrase:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_doi_and_url_in_knowledge_is_a_verified_reference() {
+    let verified: HashSet<String> = fs::read_to_string("tests/data/verified-references.txt")
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let doi = regex::Regex::new(r#"\b10\.\d{4,9}/[^\s"',;]+[^\s"',;.]"#).expect("valid pattern");
+    let domain = regex::Regex::new(
+        r"\b(?:https?://)?((?:[a-z0-9-]+\.)+(?:org|com|net|gov|edu|io|uk|info)\b)",
+    )
+    .expect("valid pattern");
+    let mut found = 0;
+    for path in knowledge_files() {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        for hit in doi.find_iter(&text) {
+            found += 1;
+            assert!(
+                verified.contains(hit.as_str()),
+                "{}: unverified DOI {}",
+                path.display(),
+                hit.as_str()
+            );
+        }
+        for hit in domain.captures_iter(&text.to_lowercase()) {
+            found += 1;
+            assert!(
+                verified.contains(&hit[1]),
+                "{}: unverified address {}",
+                path.display(),
+                &hit[1]
+            );
+        }
+    }
+    assert!(
+        found >= 8,
+        "expected the DOIs and crisis sites, found {found} references"
+    );
+}
+
+fn knowledge_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["knowledge", "knowledge/faq"] {
+        for item in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if item.path().is_file() {
+                files.push(item.path());
+            }
+        }
+    }
+    assert!(files.len() >= 5, "knowledge files not found");
+    files
+}
+
+// ---- A broken knowledge base: every problem, each at its place -------------
+
+/// Writes `files` into a fresh directory and returns it.
+fn fixture(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, text).expect("write fixture");
+    }
+    dir
+}
+
+fn messages_without(missing: &str) -> String {
+    Messages::KEYS
+        .iter()
+        .filter(|key| **key != missing)
+        .map(|key| format!("{key} = \"Some text for {key}.\"\n"))
+        .collect()
+}
+
+const SOURCES: &str = r#"
+[[source]]
+id = "trial"
+label = "A trial"
+citation = "A trial of something. Journal 2020."
+doi = "10.1000/trial"
+
+[[source]]
+id = "orphan"
+label = "Nobody cites me"
+citation = "An uncited review. Journal 2021."
+publisher = "unknown key here"
+"#;
+
+const SYNONYMS: &str = "groups = [[\"iv\", \"infusion\"]]\n";
+
+const BROKEN_SYNTAX: &str = "[topic]\nid = \"a\"\ntitle = \"Unclosed\n";
+
+fn entries_b(long_answer: &str) -> String {
+    format!(
+        r#"[topic]
+id = "b"
+title = "Topic B"
+
+[[entry]]
+id = "first"
+question = "What is first?"
+alternates = ["Tell me about FIRST!", "first thing"]
+answer = "An answer."
+sources = ["trial", "missing-source"]
+related = ["second", "ghost"]
+colour = "unknown key"
+
+[[entry]]
+id = "second"
+alternates = "not a list"
+answer = "   "
+sources = ["trial"]
+
+[[entry]]
+id = "long"
+question = "Why so long?"
+alternates = ["very long"]
+answer = "{long_answer}"
+sources = ["trial"]
+"#
+    )
+}
+
+const ENTRIES_C: &str = r#"[topic]
+id = "c"
+title = "Topic C"
+
+[[entry]]
+id = "first"
+question = "tell me about first"
+alternates = ["something else"]
+answer = "Another answer."
+sources = ["trial"]
+"#;
+
+/// Line and column (1-based, characters) where `needle` starts in `text`.
+fn at(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in fixture"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+#[test]
+fn a_broken_knowledge_base_reports_every_problem_at_its_place() {
+    let long_answer = "word ".repeat(900);
+    let b = entries_b(long_answer.trim());
+    let dir = fixture(&[
+        ("sources.toml", SOURCES.to_owned()),
+        ("messages.toml", messages_without("refusal")),
+        ("synonyms.toml", SYNONYMS.to_owned()),
+        ("faq/a.toml", BROKEN_SYNTAX.to_owned()),
+        ("faq/b.toml", b.clone()),
+        ("faq/c.toml", ENTRIES_C.to_owned()),
+    ]);
+    let problems = match knowledge::load(dir.path()) {
+        Err(LoadError::Invalid(problems)) => problems.problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let path = |name: &str| dir.path().join(name);
+    let expected: Vec<(PathBuf, (usize, usize), &str)> = vec![
+        (path("faq/a.toml"), (3, 18), "TOML syntax"),
+        (
+            path("faq/b.toml"),
+            at(&b, "\"missing-source\""),
+            "cites source `missing-source`, which is not in sources.toml",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "\"ghost\""),
+            "relates to `ghost`, which is not an entry id",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "colour"),
+            "unknown key `colour` in [[entry]]",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "[[entry]]\nid = \"second\""),
+            "missing required key `question`",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "\"not a list\""),
+            "`alternates` in [[entry]] must be an array of strings, found string",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "\"   \""),
+            "`answer` in [[entry]] is empty",
+        ),
+        (
+            path("faq/b.toml"),
+            at(&b, "\"long\"\n"),
+            "too long for one Telegram message",
+        ),
+        (
+            path("faq/c.toml"),
+            at(ENTRIES_C, "\"first\""),
+            "duplicate entry id `first`",
+        ),
+        (
+            path("faq/c.toml"),
+            at(ENTRIES_C, "\"tell me about first\""),
+            "is the same as one of entry `first`",
+        ),
+        (
+            path("messages.toml"),
+            (1, 1),
+            "required message `refusal` is missing",
+        ),
+        (
+            path("sources.toml"),
+            at(SOURCES, "\"orphan\""),
+            "source `orphan` is not cited by any entry",
+        ),
+        (
+            path("sources.toml"),
+            at(SOURCES, "publisher"),
+            "unknown key `publisher` in [[source]]",
+        ),
+    ];
+    for (file, (line, col), fragment) in &expected {
+        let found = problems.iter().any(|p: &Problem| {
+            &p.path == file && p.line == *line && p.col == *col && p.message.contains(fragment)
+        });
+        assert!(
+            found,
+            "no problem {fragment:?} at {}:{line}:{col}; got:\n{}",
+            file.display(),
+            list(&problems)
+        );
+    }
+    assert_eq!(
+        problems.len(),
+        expected.len(),
+        "unexpected extra problems:\n{}",
+        list(&problems)
+    );
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {p}\n")).collect()
+}
+
+#[test]
+fn a_missing_required_file_or_empty_faq_is_reported() {
+    let dir = fixture(&[
+        ("messages.toml", messages_without("none")),
+        ("notes.toml", "x = 1\n".to_owned()),
+    ]);
+    let problems = match knowledge::load(dir.path()) {
+        Err(LoadError::Invalid(problems)) => problems.problems,
+        other => panic!("expected problems, got {other:?}"),
+    };
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    for fragment in [
+        "`sources.toml` is missing",
+        "`synonyms.toml` is missing",
+        "no FAQ files",
+        "unexpected file",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(fragment)),
+            "no {fragment:?} in {messages:?}"
+        );
+    }
+}
+
+// ---- The `check` command ----------------------------------------------------
+
+fn faqbot(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_faqbot"))
+        .args(args)
+        .env_remove("FAQBOT_KNOWLEDGE")
+        .output()
+        .expect("run faqbot")
+}
+
+#[test]
+fn check_prints_a_summary_and_exits_zero_on_the_shipped_knowledge() {
+    let output = faqbot(&["check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "stdout: {stdout}");
+    assert_eq!(stdout.lines().count(), 1, "one summary line: {stdout}");
+    assert!(
+        stdout.contains("52 entries") || stdout.contains(" entries,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("alternates") && stdout.contains("sources") && stdout.contains("files"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_lists_problems_as_path_line_col_and_exits_one() {
+    let dir = fixture(&[
+        ("sources.toml", SOURCES.to_owned()),
+        ("messages.toml", messages_without("refusal")),
+        ("synonyms.toml", SYNONYMS.to_owned()),
+        ("faq/a.toml", BROKEN_SYNTAX.to_owned()),
+    ]);
+    let knowledge = dir.path().to_string_lossy().into_owned();
+    let output = faqbot(&["check", "--knowledge", &knowledge]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let expected_a = format!(
+        "{}:3:18: TOML syntax",
+        dir.path().join("faq/a.toml").display()
+    );
+    assert!(
+        stdout.lines().any(|line| line.starts_with(&expected_a)),
+        "{stdout}"
+    );
+    let expected_m = format!(
+        "{}:1:1: required message `refusal` is missing",
+        dir.path().join("messages.toml").display()
+    );
+    assert!(stdout.lines().any(|line| line == expected_m), "{stdout}");
+}
+
+#[test]
+fn check_on_a_missing_directory_cannot_run_and_exits_two() {
+    let output = faqbot(&["check", "--knowledge", "/nonexistent/faqbot-knowledge"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the knowledge directory"),
+        "{stderr}"
+    );
+}
