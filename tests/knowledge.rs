@@ -136,7 +136,12 @@ fn shipped_knowledge_makes_no_marketing_claims_and_cites_no_unusable_source() {
         "169(6)",
         "171(6)",
     ];
-    for path in knowledge_files() {
+    // The TOML files are what users read; knowledge/README.md names these
+    // phrases as ones to avoid.
+    let content = knowledge_files()
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"));
+    for path in content {
         let text = fs::read_to_string(&path).unwrap_or_default().to_lowercase();
         for phrase in banned {
             assert!(
