@@ -6,10 +6,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::{BufRead, Write};
+use std::path::Path;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::knowledge::{self, KnowledgeBase, LoadError};
+use crate::engine::Engine;
+use crate::eval;
+use crate::knowledge::{self, LoadError};
 
 /// Exit code when the command ran and found problems (or fell below a floor).
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -41,6 +46,49 @@ pub struct Cli {
 pub enum Command {
     /// Validate the knowledge directory and list every problem as path:line:col.
     Check,
+    /// Answer one question, or each line of standard input in order.
+    Ask {
+        /// Print one JSON object per question and nothing else on standard output.
+        #[arg(long)]
+        json: bool,
+        /// Also print, on standard error, how each question was analysed and ranked.
+        #[arg(long)]
+        explain: bool,
+        /// The question; without it, every line of standard input is one question.
+        question: Option<String>,
+    },
+    /// Chat with the bot in the terminal (no Telegram token needed).
+    Chat,
+    /// Run a labelled JSONL question set and print its metrics.
+    Eval {
+        /// JSONL file: {"text": ..., "kind": ..., "entry": ...} per line.
+        file: PathBuf,
+        /// Exit 1 if accuracy@1 on in-scope questions is below this.
+        #[arg(long, value_name = "FRACTION")]
+        min_accuracy: Option<f64>,
+        /// Exit 1 if the mean reciprocal rank is below this.
+        #[arg(long, value_name = "FRACTION")]
+        min_mrr: Option<f64>,
+        /// Exit 1 if the share of KIND cases answered as KIND is below FRACTION (repeatable).
+        #[arg(long, value_name = "KIND=FRACTION", value_parser = parse_kind_floor)]
+        min_kind: Vec<(String, f64)>,
+        /// Do not list the failures.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn parse_kind_floor(text: &str) -> Result<(String, f64), String> {
+    let (kind, fraction) = text
+        .split_once('=')
+        .ok_or("expected KIND=FRACTION, e.g. no_match=0.92")?;
+    if crate::responder::Kind::parse(kind).is_none() {
+        return Err(format!("unknown kind `{kind}`"));
+    }
+    let fraction: f64 = fraction
+        .parse()
+        .map_err(|_| format!("`{fraction}` is not a number"))?;
+    Ok((kind.to_owned(), fraction))
 }
 
 /// Parses the process arguments, runs the command and returns its exit code.
@@ -70,14 +118,148 @@ fn init_logging() {
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Check => check(&cli.knowledge),
+        Command::Ask {
+            json,
+            explain,
+            question,
+        } => ask(&cli.knowledge, *json, *explain, question.as_deref()),
+        Command::Chat => {
+            let engine = Engine::load(&cli.knowledge)?;
+            crate::chat::run(&engine)?;
+            Ok(0)
+        }
+        Command::Eval {
+            file,
+            min_accuracy,
+            min_mrr,
+            min_kind,
+            quiet,
+        } => {
+            let engine = Engine::load(&cli.knowledge)?;
+            let cases = eval::read_cases(file)?;
+            let report = eval::evaluate(&engine, &cases);
+            print!("{}", report.render(!quiet));
+            let mut below = Vec::new();
+            if let Some(floor) = min_accuracy
+                && report.accuracy_at_1 < *floor
+            {
+                below.push(format!("accuracy@1 {:.3} < {floor}", report.accuracy_at_1));
+            }
+            if let Some(floor) = min_mrr
+                && report.mrr < *floor
+            {
+                below.push(format!("MRR {:.3} < {floor}", report.mrr));
+            }
+            for (kind, floor) in min_kind {
+                let rate = report.kind_rate(kind);
+                if rate < *floor {
+                    below.push(format!("{kind} {rate:.3} < {floor}"));
+                }
+            }
+            if below.is_empty() {
+                return Ok(0);
+            }
+            eprintln!("faqbot eval: below the floor: {}", below.join("; "));
+            Ok(EXIT_PROBLEMS)
+        }
     }
 }
 
-fn check(dir: &std::path::Path) -> anyhow::Result<u8> {
+/// The JSON line for one question, in the contract's field order.
+#[derive(serde::Serialize)]
+struct AskLine<'a> {
+    question: &'a str,
+    kind: &'static str,
+    entry: Option<&'a str>,
+    score: Option<f64>,
+    suggestions: &'a [String],
+    text: &'a str,
+}
+
+fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow::Result<u8> {
+    let engine = Engine::load(dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let answer = |question: &str, one_line: bool, out: &mut dyn Write| -> anyhow::Result<()> {
+        let reply = engine.reply(question);
+        if explain {
+            eprintln!(
+                "{question:?}\n{}",
+                crate::responder::explain(&engine, question)
+            );
+        }
+        if json {
+            let line = AskLine {
+                question,
+                kind: reply.kind.as_str(),
+                entry: reply.entry.as_deref(),
+                // Rounded: the raw float's last digits are noise.
+                score: reply
+                    .score
+                    .map(|score| (f64::from(score) * 1000.0).round() / 1000.0),
+                suggestions: &reply.suggestions,
+                text: &reply.text,
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        } else if one_line {
+            writeln!(
+                out,
+                "[{}] {}",
+                reply.kind.as_str(),
+                reply.text.replace('\n', " / ")
+            )?;
+        } else {
+            writeln!(out, "{}", reply.text)?;
+        }
+        Ok(())
+    };
+    match question {
+        Some(question) => answer(question, false, &mut out)?,
+        None => {
+            // Read raw bytes so that invalid UTF-8 on one line still gets its reply.
+            let mut input = std::io::stdin().lock();
+            let mut buffer = Vec::new();
+            loop {
+                buffer.clear();
+                if input
+                    .read_until(b'\n', &mut buffer)
+                    .context("reading standard input")?
+                    == 0
+                {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&buffer);
+                let line = line.strip_suffix('\n').unwrap_or(&line);
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                answer(line, true, &mut out)?;
+            }
+        }
+    }
+    out.flush().context("writing standard output")?;
+    Ok(0)
+}
+
+fn check(dir: &Path) -> anyhow::Result<u8> {
     match knowledge::load(dir) {
         Ok(kb) => {
-            println!("{}: sound: {}", dir.display(), kb.summary());
-            Ok(0)
+            let engine = Engine::new(kb)?;
+            let failures = engine.self_test();
+            if failures.is_empty() {
+                println!(
+                    "{}: sound: {}; self-test passed",
+                    dir.display(),
+                    engine.kb.summary()
+                );
+                return Ok(0);
+            }
+            for failure in &failures {
+                println!("{failure}");
+            }
+            eprintln!(
+                "{}: {} phrasing(s) do not retrieve their own entry; reword them or make them more distinct",
+                dir.display(),
+                failures.len()
+            );
+            Ok(EXIT_PROBLEMS)
         }
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems.problems {
@@ -92,9 +274,4 @@ fn check(dir: &std::path::Path) -> anyhow::Result<u8> {
         }
         Err(error @ LoadError::Io { .. }) => Err(error.into()),
     }
-}
-
-/// Loads the knowledge base for commands that need a sound one.
-pub fn load_knowledge(dir: &std::path::Path) -> anyhow::Result<KnowledgeBase> {
-    knowledge::load(dir).with_context(|| format!("loading {}", dir.display()))
 }

@@ -1,7 +1,12 @@
 //! faqbot answers questions about ketamine therapy for PTSD from a curated,
 //! validated FAQ knowledge base. See ARCHITECTURE.md for the map.
 
+pub mod chat;
 pub mod cli;
+pub mod engine;
+pub mod eval;
 pub mod knowledge;
 pub mod render;
+pub mod responder;
+pub mod search;
 pub mod text;

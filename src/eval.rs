@@ -1,0 +1,199 @@
+//! `faqbot eval`: runs a labelled question set through the engine and
+//! reports how often the right entry comes first, MRR, accuracy per expected
+//! kind, and every failure. The same code backs the dev-set test.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::engine::Engine;
+use crate::responder::{self, Kind};
+
+/// One labelled message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub text: String,
+    /// The expected kind: answer, clarify, no_match, smalltalk, crisis or refusal.
+    pub kind: String,
+    /// The expected entry, for `answer`.
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// Free-form label for reports (e.g. "typo", "off-topic:drug").
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Reads a JSONL file of cases; blank lines and lines starting with `//` are skipped.
+pub fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut cases = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        let case: Case = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a valid case", path.display(), number + 1))?;
+        if Kind::parse(&case.kind).is_none() {
+            bail!(
+                "{}:{}: unknown kind {:?}",
+                path.display(),
+                number + 1,
+                case.kind
+            );
+        }
+        if case.kind == "answer" && case.entry.is_none() {
+            bail!(
+                "{}:{}: an `answer` case needs an `entry`",
+                path.display(),
+                number + 1
+            );
+        }
+        cases.push(case);
+    }
+    Ok(cases)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    pub text: String,
+    pub expected: String,
+    pub got: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KindScore {
+    pub total: usize,
+    pub right: usize,
+}
+
+impl KindScore {
+    pub fn rate(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.right as f64 / self.total as f64
+        }
+    }
+}
+
+/// The figures `eval` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub cases: usize,
+    /// In-scope cases (expected kind `answer`).
+    pub in_scope: usize,
+    /// Share of in-scope cases whose reply puts the expected entry first
+    /// (the answer, or the first choice of a clarification).
+    pub accuracy_at_1: f64,
+    /// Mean reciprocal rank of the expected entry in the retrieval ranking (top 5).
+    pub mrr: f64,
+    /// Per expected kind: how often the reply had that kind (and, for
+    /// `answer`, the right entry).
+    pub by_kind: BTreeMap<String, KindScore>,
+    pub failures: Vec<Failure>,
+}
+
+pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
+    evaluate_with(engine, cases, responder::THRESHOLDS)
+}
+
+/// `evaluate` with other decision thresholds, for tuning.
+pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thresholds) -> Report {
+    let mut report = Report {
+        cases: cases.len(),
+        ..Report::default()
+    };
+    let (mut first, mut reciprocal) = (0usize, 0f64);
+    for case in cases {
+        let reply = responder::respond_with(engine, &case.text, thresholds);
+        let score = report.by_kind.entry(case.kind.clone()).or_default();
+        score.total += 1;
+        let kind_right = reply.kind.as_str() == case.kind;
+        let right = match (&case.entry, case.kind.as_str()) {
+            (Some(expected), "answer") => {
+                report.in_scope += 1;
+                let top = reply.entry.as_ref().or(reply
+                    .suggestions
+                    .first()
+                    .filter(|_| reply.kind == Kind::Clarify));
+                if top == Some(expected) {
+                    first += 1;
+                }
+                let ranking = responder::ranking(engine, &case.text);
+                if let Some(rank) = ranking
+                    .iter()
+                    .position(|hit| &engine.kb.entries[hit.entry].id == expected)
+                {
+                    reciprocal += 1.0 / (rank as f64 + 1.0);
+                }
+                kind_right && reply.entry.as_ref() == Some(expected)
+            }
+            _ => kind_right,
+        };
+        if right {
+            score.right += 1;
+        } else {
+            let describe = |kind: &str, entry: Option<&String>| match entry {
+                Some(entry) => format!("{kind} {entry}"),
+                None => kind.to_owned(),
+            };
+            let got = match reply.kind {
+                Kind::Clarify => format!("clarify [{}]", reply.suggestions.join(", ")),
+                kind => describe(kind.as_str(), reply.entry.as_ref()),
+            };
+            report.failures.push(Failure {
+                text: case.text.clone(),
+                expected: describe(&case.kind, case.entry.as_ref()),
+                got,
+            });
+        }
+    }
+    if report.in_scope > 0 {
+        report.accuracy_at_1 = first as f64 / report.in_scope as f64;
+        report.mrr = reciprocal / report.in_scope as f64;
+    }
+    report
+}
+
+impl Report {
+    pub fn kind_rate(&self, kind: &str) -> f64 {
+        self.by_kind.get(kind).map_or(1.0, KindScore::rate)
+    }
+
+    pub fn render(&self, failures: bool) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "cases: {} ({} in scope)", self.cases, self.in_scope);
+        let _ = writeln!(
+            out,
+            "accuracy@1 (right entry first): {:.3}",
+            self.accuracy_at_1
+        );
+        let _ = writeln!(out, "MRR (retrieval, top 5): {:.3}", self.mrr);
+        for (kind, score) in &self.by_kind {
+            let _ = writeln!(
+                out,
+                "kind {kind:<10} {:>4}/{:<4} {:.3}",
+                score.right,
+                score.total,
+                score.rate()
+            );
+        }
+        if failures && !self.failures.is_empty() {
+            let _ = writeln!(out, "failures ({}):", self.failures.len());
+            for failure in &self.failures {
+                let _ = writeln!(
+                    out,
+                    "  expected {:<40} got {:<50} {:?}",
+                    failure.expected, failure.got, failure.text
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,432 @@
+//! The decision: text in, one `Reply` out. Pure: no I/O, no Telegram.
+//!
+//! Order matters: an empty message, then small talk, then retrieval and the
+//! answer / clarify / no_match decision. Every reply, of every kind, ends
+//! with the clinician note (`render::with_note`).
+
+use crate::engine::Engine;
+use crate::knowledge::{Entry, KnowledgeBase, Source};
+use crate::render;
+use crate::search::{Analysis, Hit};
+use crate::text::normalize;
+
+/// What kind of reply this is; the names are the JSON contract's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Answer,
+    Clarify,
+    NoMatch,
+    Crisis,
+    Refusal,
+    Smalltalk,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Answer,
+        Kind::Clarify,
+        Kind::NoMatch,
+        Kind::Crisis,
+        Kind::Refusal,
+        Kind::Smalltalk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Answer => "answer",
+            Kind::Clarify => "clarify",
+            Kind::NoMatch => "no_match",
+            Kind::Crisis => "crisis",
+            Kind::Refusal => "refusal",
+            Kind::Smalltalk => "smalltalk",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// One reply to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub kind: Kind,
+    /// The answering entry's id, for `Answer` only.
+    pub entry: Option<String>,
+    /// The best retrieval score behind the reply, when there was a search.
+    pub score: Option<f32>,
+    /// Entry ids to offer: related entries for an answer, the candidates for
+    /// a clarification, general entries under a refusal.
+    pub suggestions: Vec<String>,
+    /// The whole reply in plain text, ending with the clinician note.
+    pub text: String,
+}
+
+/// Messages longer than this are cut before analysis; Telegram allows 4096.
+pub const MAX_QUESTION_CHARS: usize = 4096;
+
+/// The decision thresholds, tuned on tests/data/dev-set.jsonl; see ARCHITECTURE.md.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Below this coverage by the best entry: no answer.
+    pub answer: f32,
+    /// A second entry ranked within this much of the first, with as much
+    /// coverage, makes the question ambiguous.
+    pub tie: f32,
+    /// Two entries each covering at least this much, and together at least
+    /// `answer`, are offered as a choice (a question about two things).
+    pub partial: f32,
+    /// The least summed weight of covered concepts for an answer, unless the
+    /// question matches one of the entry's phrasings exactly: one common word
+    /// ("what time is it") is not enough to answer on.
+    pub evidence: f32,
+}
+
+pub const THRESHOLDS: Thresholds = Thresholds {
+    answer: 0.6,
+    tie: 0.05,
+    partial: 0.3,
+    evidence: 2.0,
+};
+
+pub fn respond(engine: &Engine, raw: &str) -> Reply {
+    respond_with(engine, raw, THRESHOLDS)
+}
+
+/// `respond` with other thresholds, for tuning.
+pub fn respond_with(engine: &Engine, raw: &str, thresholds: Thresholds) -> Reply {
+    let kb = &engine.kb;
+    let text = bounded(raw);
+    let normalised = normalize(text);
+    if normalised.is_empty() {
+        return plain(Kind::NoMatch, kb.messages.empty.clone(), kb);
+    }
+    if let Some(reply) = smalltalk(&normalised, kb) {
+        return reply;
+    }
+    let analysis = focus(engine, text);
+    decide(engine, &analysis, thresholds)
+}
+
+/// A human-readable account of how `raw` was analysed and ranked: the
+/// concepts with their weights, then the top entries with coverage and score.
+pub fn explain(engine: &Engine, raw: &str) -> String {
+    let analysis = focus(engine, bounded(raw));
+    let mut out = String::from("concepts:");
+    for concept in &analysis.concepts {
+        let alternatives: Vec<String> = concept
+            .alternatives
+            .iter()
+            .map(|alternative| {
+                alternative
+                    .iter()
+                    .map(|id| engine.index.term(*id))
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect();
+        let known = if concept.is_known() {
+            alternatives.join("|")
+        } else {
+            String::from("(unknown)")
+        };
+        out.push_str(&format!(" {}={:.2}[{known}]", concept.text, concept.weight));
+    }
+    for hit in engine.index.search(&analysis, 5) {
+        out.push_str(&format!(
+            "\n  {:<32} coverage {:.2} evidence {:.2} score {:.2}{}",
+            engine.kb.entries[hit.entry].id,
+            hit.coverage,
+            hit.evidence,
+            hit.score,
+            if hit.exact { " exact" } else { "" }
+        ));
+    }
+    out
+}
+
+/// The retrieval ranking behind a reply (best first), for evaluation.
+pub fn ranking(engine: &Engine, raw: &str) -> Vec<Hit> {
+    engine.index.search(&focus(engine, bounded(raw)), 5)
+}
+
+fn bounded(raw: &str) -> &str {
+    match raw.char_indices().nth(MAX_QUESTION_CHARS) {
+        Some((cut, _)) => &raw[..cut],
+        None => raw,
+    }
+}
+
+/// In a long message the question is usually the sentence with a question
+/// mark: analyse that when it covers the message better than the whole.
+fn focus(engine: &Engine, text: &str) -> Analysis {
+    let whole = engine.index.analyze(text);
+    if whole.concepts.len() <= 8 {
+        return whole;
+    }
+    let questions: Vec<&str> = text
+        .split_inclusive(['.', '!', '?', '\n'])
+        .filter(|sentence| sentence.trim_end().ends_with('?'))
+        .collect();
+    if questions.is_empty() {
+        return whole;
+    }
+    let focused = engine.index.analyze(&questions.concat());
+    let best = |analysis: &Analysis| {
+        engine
+            .index
+            .search(analysis, 1)
+            .first()
+            .map_or(0.0, |hit| hit.coverage)
+    };
+    if best(&focused) > best(&whole) {
+        focused
+    } else {
+        whole
+    }
+}
+
+/// Chooses answer, clarify or no_match from the ranked hits.
+pub fn decide(engine: &Engine, analysis: &Analysis, thresholds: Thresholds) -> Reply {
+    let kb = &engine.kb;
+    let hits = engine.index.search(analysis, 5);
+    let Some(first) = hits.first().copied() else {
+        return no_match(kb, None);
+    };
+    let score = Some(first.score);
+    let enough = first.exact || first.evidence >= thresholds.evidence;
+    if first.coverage >= thresholds.answer && enough {
+        let rivals: Vec<Hit> = hits[1..]
+            .iter()
+            .copied()
+            .filter(|hit| {
+                hit.rank >= first.rank - thresholds.tie && hit.coverage >= first.coverage - 0.01
+            })
+            .take(2)
+            .collect();
+        if rivals.is_empty() || first.exact {
+            return answer(kb, &kb.entries[first.entry], score);
+        }
+        let candidates: Vec<usize> = std::iter::once(first.entry)
+            .chain(rivals.iter().map(|hit| hit.entry))
+            .collect();
+        return clarify(kb, &candidates, score);
+    }
+    // A question about two things: no entry covers it, two halves do.
+    if let Some(second) = hits.get(1)
+        && first.coverage >= thresholds.partial
+        && second.coverage >= thresholds.partial
+        && first.evidence.min(second.evidence) >= thresholds.evidence / 2.0
+    {
+        let total = analysis.total_weight();
+        let together = union_coverage(engine, analysis, first.entry, second.entry, total);
+        if together >= thresholds.answer && together * total >= thresholds.evidence {
+            return clarify(kb, &[first.entry, second.entry], score);
+        }
+    }
+    no_match(kb, score)
+}
+
+/// The coverage of the two entries taken together.
+fn union_coverage(engine: &Engine, analysis: &Analysis, a: usize, b: usize, total: f32) -> f32 {
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let covered: f32 = analysis
+        .concepts
+        .iter()
+        .map(|concept| {
+            let single = Analysis {
+                concepts: vec![concept.clone()],
+            };
+            let weight = concept.weight;
+            let best = engine
+                .index
+                .coverage(&single, a, weight)
+                .max(engine.index.coverage(&single, b, weight));
+            best * weight
+        })
+        .sum();
+    covered / total
+}
+
+pub fn answer(kb: &KnowledgeBase, entry: &Entry, score: Option<f32>) -> Reply {
+    let sources: Vec<&Source> = entry
+        .sources
+        .iter()
+        .filter_map(|id| kb.source(id))
+        .collect();
+    let text = render::answer_text(
+        &entry.question,
+        &entry.answer,
+        entry.crisis_resources,
+        &sources,
+        &kb.messages,
+    );
+    Reply {
+        kind: Kind::Answer,
+        entry: Some(entry.id.clone()),
+        score,
+        suggestions: entry.related.clone(),
+        text,
+    }
+}
+
+fn clarify(kb: &KnowledgeBase, candidates: &[usize], score: Option<f32>) -> Reply {
+    let mut text = kb.messages.clarify.clone();
+    for (number, index) in candidates.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}. {}",
+            number + 1,
+            kb.entries[*index].question
+        ));
+    }
+    Reply {
+        kind: Kind::Clarify,
+        entry: None,
+        score,
+        suggestions: candidates
+            .iter()
+            .map(|index| kb.entries[*index].id.clone())
+            .collect(),
+        text: render::with_note(text, &kb.messages),
+    }
+}
+
+fn no_match(kb: &KnowledgeBase, score: Option<f32>) -> Reply {
+    let mut text = format!(
+        "{}\n\n{}",
+        kb.messages.no_answer, kb.messages.no_answer_topics
+    );
+    for topic in &kb.topics {
+        text.push_str(&format!("\n• {}", topic.title));
+    }
+    Reply {
+        kind: Kind::NoMatch,
+        entry: None,
+        score,
+        suggestions: Vec::new(),
+        text: render::with_note(text, &kb.messages),
+    }
+}
+
+fn plain(kind: Kind, text: String, kb: &KnowledgeBase) -> Reply {
+    Reply {
+        kind,
+        entry: None,
+        score: None,
+        suggestions: Vec::new(),
+        text: render::with_note(text, &kb.messages),
+    }
+}
+
+/// Words that make up greetings, thanks and goodbyes, and nothing else.
+const GREETING: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "heya",
+    "hiya",
+    "howdy",
+    "yo",
+    "morning",
+    "afternoon",
+    "evening",
+    "good",
+    "greetings",
+    "there",
+    "how",
+    "are",
+    "you",
+    "doing",
+    "whats",
+    "up",
+    "sup",
+    "bot",
+    "again",
+];
+const THANKS: &[&str] = &[
+    "thanks",
+    "thank",
+    "thx",
+    "ty",
+    "tysm",
+    "cheers",
+    "appreciate",
+    "appreciated",
+    "it",
+    "that",
+    "so",
+    "very",
+    "much",
+    "a",
+    "lot",
+    "great",
+    "helpful",
+    "you",
+    "ok",
+    "okay",
+    "cool",
+    "nice",
+    "got",
+    "perfect",
+];
+const GOODBYE: &[&str] = &[
+    "bye", "goodbye", "see", "you", "later", "cya", "night", "good", "take", "care", "ok", "okay",
+];
+
+/// A reply when the whole message is a greeting, thanks or goodbye.
+fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
+    let words: Vec<&str> = normalised.split(' ').collect();
+    if words.len() > 6 {
+        return None;
+    }
+    let only = |lexicon: &[&str]| words.iter().all(|word| lexicon.contains(word));
+    let has = |lexicon: &[&str], keys: &[&str]| {
+        words
+            .iter()
+            .any(|word| keys.contains(word) && lexicon.contains(word))
+    };
+    let text = if only(THANKS)
+        && has(
+            THANKS,
+            &[
+                "thanks",
+                "thank",
+                "thx",
+                "ty",
+                "tysm",
+                "cheers",
+                "appreciate",
+                "appreciated",
+                "helpful",
+            ],
+        ) {
+        &kb.messages.thanks
+    } else if only(GOODBYE) && has(GOODBYE, &["bye", "goodbye", "later", "cya", "night"]) {
+        &kb.messages.goodbye
+    } else if only(GREETING)
+        && has(
+            GREETING,
+            &[
+                "hi",
+                "hello",
+                "hey",
+                "heya",
+                "hiya",
+                "howdy",
+                "yo",
+                "morning",
+                "afternoon",
+                "evening",
+                "greetings",
+                "sup",
+            ],
+        )
+    {
+        &kb.messages.greeting
+    } else {
+        return None;
+    };
+    Some(plain(Kind::Smalltalk, text.clone(), kb))
+}

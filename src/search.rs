@@ -1,0 +1,1141 @@
+//! Retrieval: turns text into analysed terms, indexes every entry in an
+//! in-memory Tantivy index, and returns candidate entries for a question with
+//! two signals the responder decides on: the BM25 score and the share of the
+//! question's informative words the entry covers.
+//!
+//! All analysis (normalising, stop words, stemming, synonyms, typo repair) is
+//! done here and handed to Tantivy as pre-tokenised text, so the index and
+//! the queries use exactly one analyser, and user text never reaches a query
+//! parser: `AND`, `title:x`, quotes or `^` are just words. This module makes
+//! no decision about what to reply.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::{DocAddress, Index as TantivyIndex, IndexReader, TantivyDocument, Term};
+
+use crate::knowledge::KnowledgeBase;
+use crate::text::normalize;
+
+/// Relative weight of a match in each field, for BM25 and for coverage.
+const PHRASING_BOOST: f32 = 3.0;
+const ANSWER_BOOST: f32 = 0.6;
+const TOPIC_BOOST: f32 = 0.5;
+
+/// How much the BM25 score, relative to the best hit's, adds to coverage
+/// when ranking.
+const BM25_SHARE: f32 = 0.3;
+
+/// What an exact phrasing match adds when ranking: the question says what
+/// one of the entry's own phrasings says.
+const EXACT_BONUS: f32 = 0.2;
+
+/// How strongly a question word found only in the answer or the topic title
+/// counts towards coverage, compared with one in the question or alternates.
+const ANSWER_STRENGTH: f32 = 0.6;
+const TOPIC_STRENGTH: f32 = 0.5;
+
+/// Words shorter than this are never spelling-corrected: too many near
+/// misses ("horse" is one edit from "hours").
+const MIN_TYPO_LEN: usize = 6;
+
+/// Bounds on a concept's weight: common words still count a little, and no
+/// single rare word decides alone.
+const MIN_WEIGHT: f32 = 0.4;
+const MAX_WEIGHT: f32 = 3.0;
+/// The weight of a word the knowledge base never uses. It is what tells
+/// "side effects of ibuprofen" from "side effects".
+const UNKNOWN_WEIGHT: f32 = 2.5;
+/// The weight of an everyday word: it says little about the subject
+/// ("hurt", "ways", "long"), whether or not the knowledge base uses it.
+const GENERAL_WEIGHT: f32 = 0.7;
+
+/// Everyday verbs, adjectives and adverbs. They weigh at most
+/// `GENERAL_WEIGHT`: unlike a noun ("colonoscopy"), they rarely name what a
+/// question is about, however rare they are in the knowledge base.
+const GENERAL_WORDS: &[&str] = &[
+    "able",
+    "affect",
+    "affects",
+    "after",
+    "allow",
+    "allowed",
+    "always",
+    "around",
+    "avoid",
+    "away",
+    "bad",
+    "become",
+    "becomes",
+    "begin",
+    "best",
+    "better",
+    "big",
+    "break",
+    "bring",
+    "call",
+    "came",
+    "cause",
+    "causes",
+    "change",
+    "check",
+    "choose",
+    "come",
+    "comes",
+    "common",
+    "complete",
+    "continue",
+    "couldnt",
+    "cut",
+    "day",
+    "days",
+    "deal",
+    "decide",
+    "different",
+    "difficult",
+    "does",
+    "doesnt",
+    "done",
+    "down",
+    "during",
+    "each",
+    "early",
+    "easy",
+    "end",
+    "ends",
+    "enough",
+    "every",
+    "expect",
+    "fail",
+    "failed",
+    "feel",
+    "feeling",
+    "feels",
+    "felt",
+    "few",
+    "find",
+    "fine",
+    "finish",
+    "follow",
+    "full",
+    "further",
+    "gave",
+    "give",
+    "given",
+    "gives",
+    "go",
+    "goes",
+    "gone",
+    "hard",
+    "happen",
+    "happened",
+    "happening",
+    "happens",
+    "hear",
+    "heard",
+    "hold",
+    "how",
+    "hurt",
+    "hurts",
+    "important",
+    "increase",
+    "increases",
+    "keep",
+    "keeps",
+    "kept",
+    "large",
+    "last",
+    "late",
+    "least",
+    "long",
+    "longer",
+    "time",
+    "times",
+    "leave",
+    "less",
+    "little",
+    "live",
+    "look",
+    "looking",
+    "lot",
+    "lots",
+    "low",
+    "made",
+    "main",
+    "make",
+    "makes",
+    "making",
+    "many",
+    "maybe",
+    "more",
+    "most",
+    "move",
+    "new",
+    "next",
+    "nothing",
+    "now",
+    "often",
+    "okay",
+    "old",
+    "once",
+    "only",
+    "open",
+    "other",
+    "others",
+    "over",
+    "own",
+    "part",
+    "past",
+    "pick",
+    "place",
+    "plan",
+    "point",
+    "pretty",
+    "put",
+    "raise",
+    "rather",
+    "read",
+    "ready",
+    "real",
+    "reason",
+    "reduce",
+    "same",
+    "save",
+    "saw",
+    "saying",
+    "see",
+    "seem",
+    "seems",
+    "seen",
+    "send",
+    "set",
+    "several",
+    "show",
+    "shows",
+    "side",
+    "since",
+    "small",
+    "soon",
+    "sort",
+    "speak",
+    "start",
+    "started",
+    "stay",
+    "step",
+    "stop",
+    "store",
+    "stuff",
+    "such",
+    "suppose",
+    "supposed",
+    "take",
+    "taken",
+    "takes",
+    "taking",
+    "talk",
+    "tell",
+    "thought",
+    "through",
+    "told",
+    "tried",
+    "true",
+    "try",
+    "trying",
+    "turn",
+    "under",
+    "use",
+    "used",
+    "uses",
+    "using",
+    "wait",
+    "way",
+    "ways",
+    "whole",
+    "without",
+    "work",
+    "worked",
+    "working",
+    "works",
+    "worried",
+    "worry",
+    "worse",
+    "worst",
+    "worth",
+    "write",
+    "wrong",
+    "year",
+    "years",
+    "yet",
+];
+
+/// Words that carry no meaning for matching: function words, question words,
+/// and the filler people wrap questions in ("I was wondering if...").
+const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "actually",
+    "again",
+    "all",
+    "also",
+    "am",
+    "an",
+    "and",
+    "any",
+    "anyone",
+    "anything",
+    "anyway",
+    "arent",
+    "are",
+    "as",
+    "ask",
+    "asking",
+    "at",
+    "basically",
+    "be",
+    "because",
+    "been",
+    "being",
+    "but",
+    "by",
+    "can",
+    "cant",
+    "could",
+    "couldnt",
+    "curious",
+    "define",
+    "definition",
+    "did",
+    "do",
+    "does",
+    "didnt",
+    "doesnt",
+    "doing",
+    "dont",
+    "else",
+    "even",
+    "ever",
+    "exactly",
+    "explain",
+    "for",
+    "generally",
+    "guess",
+    "from",
+    "get",
+    "getting",
+    "going",
+    "gonna",
+    "got",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "hello",
+    "her",
+    "hey",
+    "hi",
+    "him",
+    "his",
+    "honestly",
+    "how",
+    "hw",
+    "i",
+    "id",
+    "if",
+    "im",
+    "in",
+    "info",
+    "information",
+    "into",
+    "is",
+    "isnt",
+    "it",
+    "its",
+    "ive",
+    "just",
+    "kind",
+    "know",
+    "let",
+    "like",
+    "me",
+    "mean",
+    "meaning",
+    "mentioned",
+    "might",
+    "much",
+    "must",
+    "my",
+    "need",
+    "no",
+    "normally",
+    "not",
+    "of",
+    "ok",
+    "okay",
+    "on",
+    "one",
+    "or",
+    "our",
+    "out",
+    "please",
+    "pls",
+    "plz",
+    "possible",
+    "probably",
+    "question",
+    "questions",
+    "really",
+    "right",
+    "roughly",
+    "simply",
+    "say",
+    "she",
+    "should",
+    "so",
+    "some",
+    "someone",
+    "something",
+    "sort",
+    "still",
+    "sure",
+    "tell",
+    "than",
+    "thank",
+    "thanks",
+    "that",
+    "thats",
+    "the",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "typical",
+    "typically",
+    "usual",
+    "usually",
+    "they",
+    "thing",
+    "things",
+    "think",
+    "this",
+    "those",
+    "to",
+    "too",
+    "u",
+    "um",
+    "up",
+    "ur",
+    "us",
+    "very",
+    "wanna",
+    "want",
+    "wanted",
+    "was",
+    "way",
+    "we",
+    "well",
+    "were",
+    "what",
+    "whats",
+    "when",
+    "wat",
+    "where",
+    "whether",
+    "which",
+    "who",
+    "whos",
+    "why",
+    "will",
+    "with",
+    "wonder",
+    "wondering",
+    "wont",
+    "would",
+    "wouldnt",
+    "wht",
+    "yeah",
+    "yes",
+    "you",
+    "your",
+    "youre",
+];
+
+/// Turns text into stemmed terms. Cheap to create; holds no state but the stemmer.
+pub struct Analyzer {
+    stemmer: frostem::Stemmer,
+    stop: HashSet<&'static str>,
+    general: HashSet<&'static str>,
+}
+
+/// One normalised word of a question.
+#[derive(Debug, Clone)]
+pub struct Word {
+    pub text: String,
+    pub stem: String,
+    pub stop: bool,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self {
+            stemmer: frostem::Stemmer::new(frostem::Algorithm::English),
+            stop: STOP_WORDS.iter().copied().collect(),
+            general: GENERAL_WORDS.iter().copied().collect(),
+        }
+    }
+}
+
+impl Analyzer {
+    pub fn words(&self, text: &str) -> Vec<Word> {
+        normalize(text)
+            .split(' ')
+            .filter(|word| !word.is_empty())
+            .map(|word| Word {
+                stem: self.stem(word),
+                stop: self.stop.contains(word),
+                text: word.to_owned(),
+            })
+            .collect()
+    }
+
+    pub fn stem(&self, word: &str) -> String {
+        self.stemmer.stem(word).into_owned()
+    }
+
+    /// The stems of the informative words of `text`: what gets indexed.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        self.words(text)
+            .into_iter()
+            .filter(|word| !word.stop)
+            .map(|word| word.stem)
+            .collect()
+    }
+}
+
+/// Term ids, document frequencies and a deletion index for typo repair.
+#[derive(Default)]
+struct Vocabulary {
+    ids: HashMap<String, u32>,
+    terms: Vec<String>,
+    /// In how many entries each term occurs (any field).
+    df: Vec<u32>,
+    /// Every word as written in the knowledge base, to its stem's id: typos
+    /// are repaired on words, since stemming a typo gives an unrelated stem.
+    surface: HashMap<String, u32>,
+    /// Each long surface word and each of its one-character deletions, to
+    /// the stems they come from: two words within one edit, or one
+    /// transposition, share a key (SymSpell).
+    deletions: HashMap<String, Vec<u32>>,
+}
+
+impl Vocabulary {
+    fn intern(&mut self, term: &str) -> u32 {
+        if let Some(id) = self.ids.get(term) {
+            return *id;
+        }
+        let id = self.terms.len() as u32;
+        self.ids.insert(term.to_owned(), id);
+        self.terms.push(term.to_owned());
+        self.df.push(0);
+        id
+    }
+
+    fn add_surface(&mut self, word: &str, id: u32) {
+        self.surface.entry(word.to_owned()).or_insert(id);
+    }
+
+    fn build_deletions(&mut self) {
+        for (word, id) in &self.surface {
+            if word.chars().count() < MIN_TYPO_LEN || !word.chars().all(char::is_alphabetic) {
+                continue;
+            }
+            for key in deletion_keys(word) {
+                let ids = self.deletions.entry(key).or_default();
+                if !ids.contains(id) {
+                    ids.push(*id);
+                }
+            }
+        }
+    }
+
+    /// The stem of the known word within about one edit of `word`,
+    /// preferring the most common; `None` when there is none.
+    fn correct(&self, word: &str) -> Option<u32> {
+        if word.chars().count() < MIN_TYPO_LEN || !word.chars().all(char::is_alphabetic) {
+            return None;
+        }
+        let mut best: Option<u32> = None;
+        for key in deletion_keys(word) {
+            for &candidate in self.deletions.get(&key).into_iter().flatten() {
+                if best.is_none_or(|b| self.df[candidate as usize] > self.df[b as usize]) {
+                    best = Some(candidate);
+                }
+            }
+        }
+        best
+    }
+}
+
+fn deletion_keys(term: &str) -> Vec<String> {
+    let chars: Vec<char> = term.chars().collect();
+    let mut keys = Vec::with_capacity(chars.len() + 1);
+    keys.push(term.to_owned());
+    for skip in 0..chars.len() {
+        keys.push(
+            chars
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, c)| c)
+                .collect(),
+        );
+    }
+    keys
+}
+
+/// A synonym group member as stems of all its words, stop words included, so
+/// that phrases such as "how much" can be recognised.
+struct SynonymTable {
+    /// First stem of a member → (member stems, group).
+    by_first: HashMap<String, Vec<(Vec<String>, usize)>>,
+    /// For each group, its members as term ids of their informative words;
+    /// members with no indexed word are left out.
+    groups: Vec<Vec<Vec<u32>>>,
+}
+
+/// One thing a question asks about: a word, or a phrase from a synonym group,
+/// with the ways an entry can match it.
+#[derive(Debug, Clone)]
+pub struct Concept {
+    /// The words as the user typed them (normalised).
+    pub text: String,
+    /// Each alternative is a set of term ids that must all be present.
+    pub alternatives: Vec<Vec<u32>>,
+    /// How informative the concept is (inverse document frequency).
+    pub weight: f32,
+}
+
+impl Concept {
+    pub fn is_known(&self) -> bool {
+        !self.alternatives.is_empty()
+    }
+}
+
+/// A question after analysis.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    pub concepts: Vec<Concept>,
+}
+
+impl Analysis {
+    pub fn total_weight(&self) -> f32 {
+        self.concepts.iter().map(|concept| concept.weight).sum()
+    }
+}
+
+/// A candidate entry for a question.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// Index into `KnowledgeBase::entries`.
+    pub entry: usize,
+    /// Tantivy's BM25 score with field boosts: relative, not a probability.
+    pub score: f32,
+    /// Weighted share of the question's concepts this entry covers, 0 to 1.
+    pub coverage: f32,
+    /// What hits are ordered by: coverage plus a share of the BM25 score
+    /// relative to the best hit's, so BM25 decides between similar coverage.
+    pub rank: f32,
+    /// The summed weight of the concepts it covers: how much evidence there
+    /// is, where coverage says how much of the question it explains.
+    pub evidence: f32,
+    /// The question says exactly what one of the entry's phrasings says
+    /// (same informative words, synonyms allowed).
+    pub exact: bool,
+}
+
+struct EntryTerms {
+    /// Each phrasing (question and alternates) as its own set of terms.
+    each_phrasing: Vec<HashSet<u32>>,
+    phrasings: HashSet<u32>,
+    answer: HashSet<u32>,
+    topic: HashSet<u32>,
+}
+
+struct Fields {
+    phrasings: Field,
+    answer: Field,
+    topic: Field,
+    entry: Field,
+}
+
+/// The in-memory index of one knowledge base. Immutable once built.
+pub struct Index {
+    analyzer: Analyzer,
+    vocabulary: Vocabulary,
+    synonyms: SynonymTable,
+    entries: Vec<EntryTerms>,
+    fields: Fields,
+    reader: IndexReader,
+    _index: TantivyIndex,
+}
+
+impl Index {
+    /// Builds the index for `kb`. Fails only if Tantivy does.
+    pub fn build(kb: &KnowledgeBase) -> anyhow::Result<Self> {
+        let analyzer = Analyzer::default();
+        let mut vocabulary = Vocabulary::default();
+
+        let indexing = TextFieldIndexing::default().set_index_option(IndexRecordOption::WithFreqs);
+        let text_options = TextOptions::default().set_indexing_options(indexing);
+        let mut schema = Schema::builder();
+        let fields = Fields {
+            phrasings: schema.add_text_field("phrasings", text_options.clone()),
+            answer: schema.add_text_field("answer", text_options.clone()),
+            topic: schema.add_text_field("topic", text_options),
+            entry: schema.add_u64_field("entry", FAST | STORED),
+        };
+        let index = TantivyIndex::create_in_ram(schema.build());
+        // One thread keeps documents in insertion order and memory small; the
+        // knowledge base is small enough that more threads do not pay off.
+        let mut writer = index
+            .writer_with_num_threads(1, 50_000_000)
+            .context("creating the index writer")?;
+
+        let mut entries = Vec::with_capacity(kb.entries.len());
+        let surface_text = kb.entries.iter().flat_map(|entry| {
+            [entry.question.as_str(), entry.answer.as_str()]
+                .into_iter()
+                .chain(entry.alternates.iter().map(String::as_str))
+        });
+        let mut surface: Vec<(String, String)> = Vec::new();
+        for text in surface_text {
+            for word in analyzer.words(text) {
+                if !word.stop {
+                    surface.push((word.text, word.stem));
+                }
+            }
+        }
+        for (position, entry) in kb.entries.iter().enumerate() {
+            let phrasing_text: Vec<&str> = std::iter::once(entry.question.as_str())
+                .chain(entry.alternates.iter().map(String::as_str))
+                .collect();
+            let phrasing_terms = analyzer.terms(&phrasing_text.join(" \n "));
+            let answer_terms = analyzer.terms(&entry.answer);
+            let topic_terms = analyzer.terms(&kb.topics[entry.topic].title);
+
+            let mut ids = |terms: &[String]| -> HashSet<u32> {
+                terms.iter().map(|t| vocabulary.intern(t)).collect()
+            };
+            let each_phrasing = phrasing_text
+                .iter()
+                .map(|text| ids(&analyzer.terms(text)))
+                .collect();
+            let terms = EntryTerms {
+                each_phrasing,
+                phrasings: ids(&phrasing_terms),
+                answer: ids(&answer_terms),
+                topic: ids(&topic_terms),
+            };
+            let all: HashSet<u32> = terms
+                .phrasings
+                .iter()
+                .chain(&terms.answer)
+                .chain(&terms.topic)
+                .copied()
+                .collect();
+            for id in all {
+                vocabulary.df[id as usize] += 1;
+            }
+            entries.push(terms);
+
+            let mut document = TantivyDocument::default();
+            document.add_pre_tokenized_text(fields.phrasings, pre_tokenized(phrasing_terms));
+            document.add_pre_tokenized_text(fields.answer, pre_tokenized(answer_terms));
+            document.add_pre_tokenized_text(fields.topic, pre_tokenized(topic_terms));
+            document.add_u64(fields.entry, position as u64);
+            writer.add_document(document).context("indexing an entry")?;
+        }
+        writer.commit().context("committing the index")?;
+        for (word, stem) in surface {
+            if let Some(id) = vocabulary.ids.get(&stem).copied() {
+                vocabulary.add_surface(&word, id);
+            }
+        }
+        vocabulary.build_deletions();
+
+        let synonyms = build_synonyms(kb, &analyzer, &vocabulary);
+        let reader = index.reader().context("opening the index reader")?;
+        Ok(Self {
+            analyzer,
+            vocabulary,
+            synonyms,
+            entries,
+            fields,
+            reader,
+            _index: index,
+        })
+    }
+
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
+    }
+
+    /// The weight of a concept matched by any of `alternatives`: the
+    /// inverse document frequency of its most common alternative (close to
+    /// that of their union), within the weight bounds.
+    fn weight(&self, alternatives: &[Vec<u32>]) -> f32 {
+        let df = alternatives
+            .iter()
+            .map(|alternative| {
+                alternative
+                    .iter()
+                    .map(|id| self.vocabulary.df[*id as usize])
+                    .min()
+                    .unwrap_or(0)
+            })
+            .max();
+        match df {
+            Some(df) => {
+                idf(self.entries.len().max(1) as f32, df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT)
+            }
+            None => UNKNOWN_WEIGHT,
+        }
+    }
+
+    /// Analyses a question: synonyms first (longest phrase wins), then
+    /// single words, with typo repair for longer unknown words.
+    pub fn analyze(&self, text: &str) -> Analysis {
+        let words = self.analyzer.words(text);
+        let mut concepts: Vec<Concept> = Vec::new();
+        let mut at = 0;
+        while at < words.len() {
+            if let Some((length, group)) = self.synonym_at(&words, at) {
+                let text = words[at..at + length]
+                    .iter()
+                    .map(|w| w.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let stems: Vec<&str> = words[at..at + length]
+                    .iter()
+                    .filter(|w| !w.stop)
+                    .map(|w| w.stem.as_str())
+                    .collect();
+                if !stems.is_empty() || !self.synonyms.groups[group].is_empty() {
+                    concepts.push(self.group_concept(text, group));
+                }
+                at += length;
+                continue;
+            }
+            let word = &words[at];
+            at += 1;
+            if word.stop {
+                continue;
+            }
+            concepts.push(self.word_concept(word));
+        }
+        // The same concept twice ("how much ... cost", "ketamine ... ketamine") counts once.
+        let mut seen = HashSet::new();
+        concepts.retain(|concept| {
+            let key = if concept.is_known() {
+                (concept.alternatives.clone(), String::new())
+            } else {
+                (Vec::new(), concept.text.clone())
+            };
+            seen.insert(key)
+        });
+        Analysis { concepts }
+    }
+
+    fn synonym_at(&self, words: &[Word], at: usize) -> Option<(usize, usize)> {
+        let candidates = self.synonyms.by_first.get(&words[at].stem)?;
+        candidates
+            .iter()
+            .filter(|(stems, _)| {
+                stems.len() <= words.len() - at
+                    && stems
+                        .iter()
+                        .zip(&words[at..])
+                        .all(|(stem, word)| *stem == word.stem)
+            })
+            .map(|(stems, group)| (stems.len(), *group))
+            .max_by_key(|(length, _)| *length)
+    }
+
+    fn group_concept(&self, text: String, group: usize) -> Concept {
+        let alternatives = self.synonyms.groups[group].clone();
+        let weight = self.weight(&alternatives);
+        Concept {
+            text,
+            alternatives,
+            weight,
+        }
+    }
+
+    fn word_concept(&self, word: &Word) -> Concept {
+        let known = self
+            .vocabulary
+            .ids
+            .get(&word.stem)
+            .copied()
+            .or_else(|| self.vocabulary.correct(&word.text));
+        match known {
+            Some(id) => {
+                // A corrected word may belong to a synonym group.
+                let term = &self.vocabulary.terms[id as usize];
+                if let Some(group) = self.single_word_group(term) {
+                    return self.group_concept(word.text.clone(), group);
+                }
+                let alternatives = vec![vec![id]];
+                let mut weight = self.weight(&alternatives);
+                if self.analyzer.general.contains(word.text.as_str()) {
+                    weight = weight.min(GENERAL_WEIGHT);
+                }
+                Concept {
+                    text: word.text.clone(),
+                    weight,
+                    alternatives,
+                }
+            }
+            None => {
+                // Digits and everyday words are rarely what a question is about.
+                let weight = if word.text.chars().all(|c| c.is_ascii_digit())
+                    || self.analyzer.general.contains(word.text.as_str())
+                {
+                    GENERAL_WEIGHT
+                } else {
+                    UNKNOWN_WEIGHT
+                };
+                Concept {
+                    text: word.text.clone(),
+                    alternatives: Vec::new(),
+                    weight,
+                }
+            }
+        }
+    }
+
+    fn single_word_group(&self, stem: &str) -> Option<usize> {
+        let candidates = self.synonyms.by_first.get(stem)?;
+        candidates
+            .iter()
+            .find(|(stems, _)| stems.len() == 1)
+            .map(|(_, group)| *group)
+    }
+
+    /// The best `limit` entries for an analysed question, best first: ranked
+    /// by coverage, then by BM25 score.
+    pub fn search(&self, analysis: &Analysis, limit: usize) -> Vec<Hit> {
+        let query = self.query(analysis);
+        let Some(query) = query else {
+            return Vec::new();
+        };
+        let searcher = self.reader.searcher();
+        let candidates = limit.max(10);
+        let top: Vec<(f32, DocAddress)> =
+            match searcher.search(&query, &TopDocs::with_limit(candidates).order_by_score()) {
+                Ok(top) => top,
+                Err(error) => {
+                    tracing::error!("search failed: {error}");
+                    return Vec::new();
+                }
+            };
+        let total = analysis.total_weight();
+        let mut hits: Vec<Hit> = top
+            .into_iter()
+            .filter_map(|(score, address)| {
+                let document: TantivyDocument = searcher.doc(address).ok()?;
+                let entry = document.get_first(self.fields.entry)?.as_u64()? as usize;
+                let coverage = self.coverage(analysis, entry, total);
+                let exact = self.matches_a_phrasing(analysis, entry);
+                Some(Hit {
+                    entry,
+                    score,
+                    coverage,
+                    rank: coverage,
+                    evidence: coverage * total,
+                    exact,
+                })
+            })
+            .collect();
+        let best_score = hits.iter().map(|hit| hit.score).fold(0.0, f32::max);
+        for hit in &mut hits {
+            if best_score > 0.0 {
+                hit.rank = hit.coverage + BM25_SHARE * hit.score / best_score;
+            }
+            if hit.exact {
+                hit.rank += EXACT_BONUS;
+            }
+        }
+        hits.sort_by(|a, b| {
+            b.rank
+                .total_cmp(&a.rank)
+                .then(b.exact.cmp(&a.exact))
+                .then(a.entry.cmp(&b.entry))
+        });
+        hits.truncate(limit);
+        hits
+    }
+
+    /// Whether some phrasing of `entry` has the same informative words as the
+    /// question: every concept found in it, and every word of it asked for.
+    fn matches_a_phrasing(&self, analysis: &Analysis, entry: usize) -> bool {
+        if analysis.concepts.is_empty()
+            || analysis.concepts.iter().any(|concept| !concept.is_known())
+        {
+            return false;
+        }
+        self.entries[entry].each_phrasing.iter().any(|phrasing| {
+            let all_found = analysis.concepts.iter().all(|concept| {
+                concept
+                    .alternatives
+                    .iter()
+                    .any(|alternative| alternative.iter().all(|id| phrasing.contains(id)))
+            });
+            let all_asked = phrasing.iter().all(|id| {
+                analysis.concepts.iter().any(|concept| {
+                    concept
+                        .alternatives
+                        .iter()
+                        .any(|alternative| alternative.contains(id))
+                })
+            });
+            all_found && all_asked
+        })
+    }
+
+    /// The term behind an id, for explanations.
+    pub fn term(&self, id: u32) -> &str {
+        &self.vocabulary.terms[id as usize]
+    }
+
+    /// Weighted share of the question's concepts that `entry` contains.
+    pub fn coverage(&self, analysis: &Analysis, entry: usize, total: f32) -> f32 {
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let terms = &self.entries[entry];
+        let covered: f32 = analysis
+            .concepts
+            .iter()
+            .map(|concept| {
+                let strength = concept
+                    .alternatives
+                    .iter()
+                    .map(|alternative| {
+                        if alternative.iter().all(|id| terms.phrasings.contains(id)) {
+                            1.0
+                        } else if alternative
+                            .iter()
+                            .all(|id| terms.phrasings.contains(id) || terms.answer.contains(id))
+                        {
+                            ANSWER_STRENGTH
+                        } else if alternative.iter().all(|id| terms.topic.contains(id)) {
+                            TOPIC_STRENGTH
+                        } else {
+                            0.0
+                        }
+                    })
+                    .fold(0.0, f32::max);
+                strength * concept.weight
+            })
+            .sum();
+        covered / total
+    }
+
+    fn query(&self, analysis: &Analysis) -> Option<Box<dyn Query>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for concept in &analysis.concepts {
+            for alternative in &concept.alternatives {
+                for (field, boost) in [
+                    (self.fields.phrasings, PHRASING_BOOST),
+                    (self.fields.answer, ANSWER_BOOST),
+                    (self.fields.topic, TOPIC_BOOST),
+                ] {
+                    let terms: Vec<(Occur, Box<dyn Query>)> = alternative
+                        .iter()
+                        .map(|id| {
+                            let term =
+                                Term::from_field_text(field, &self.vocabulary.terms[*id as usize]);
+                            let query: Box<dyn Query> =
+                                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                            (Occur::Must, query)
+                        })
+                        .collect();
+                    let query: Box<dyn Query> = match terms.len() {
+                        1 => terms.into_iter().map(|(_, query)| query).next()?,
+                        _ => Box::new(BooleanQuery::new(terms)),
+                    };
+                    clauses.push((Occur::Should, Box::new(BoostQuery::new(query, boost))));
+                }
+            }
+        }
+        if clauses.is_empty() {
+            return None;
+        }
+        Some(Box::new(BooleanQuery::new(clauses)))
+    }
+}
+
+fn idf(count: f32, df: f32) -> f32 {
+    (1.0 + (count - df + 0.5) / (df + 0.5)).ln()
+}
+
+fn pre_tokenized(terms: Vec<String>) -> PreTokenizedString {
+    let tokens = terms
+        .iter()
+        .enumerate()
+        .map(|(position, term)| Token {
+            offset_from: 0,
+            offset_to: 0,
+            position,
+            text: term.clone(),
+            position_length: 1,
+        })
+        .collect();
+    PreTokenizedString {
+        text: terms.join(" "),
+        tokens,
+    }
+}
+
+fn build_synonyms(
+    kb: &KnowledgeBase,
+    analyzer: &Analyzer,
+    vocabulary: &Vocabulary,
+) -> SynonymTable {
+    let mut by_first: HashMap<String, Vec<(Vec<String>, usize)>> = HashMap::new();
+    let mut groups = Vec::with_capacity(kb.synonyms.len());
+    for (group, members) in kb.synonyms.iter().enumerate() {
+        let mut alternatives = Vec::new();
+        for member in members {
+            let words = analyzer.words(member);
+            let stems: Vec<String> = words.iter().map(|word| word.stem.clone()).collect();
+            if let Some(first) = stems.first() {
+                by_first
+                    .entry(first.clone())
+                    .or_default()
+                    .push((stems.clone(), group));
+            }
+            let informative: Vec<&Word> = words.iter().filter(|word| !word.stop).collect();
+            let ids: Option<Vec<u32>> = informative
+                .iter()
+                .map(|word| vocabulary.ids.get(&word.stem).copied())
+                .collect();
+            if let Some(ids) = ids
+                && !ids.is_empty()
+                && !alternatives.contains(&ids)
+            {
+                alternatives.push(ids);
+            }
+        }
+        groups.push(alternatives);
+    }
+    SynonymTable { by_first, groups }
+}
