@@ -22,6 +22,9 @@ pub struct Case {
     /// The expected entry, for `answer`.
     #[serde(default)]
     pub entry: Option<String>,
+    /// Other entries that answer the question just as well; use sparingly.
+    #[serde(default)]
+    pub also: Vec<String>,
     /// Free-form label for reports (e.g. "typo", "off-topic:drug").
     #[serde(default)]
     pub note: Option<String>,
@@ -118,21 +121,22 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
         let right = match (&case.entry, case.kind.as_str()) {
             (Some(expected), "answer") => {
                 report.in_scope += 1;
-                let top = reply.entry.as_ref().or(reply
-                    .suggestions
-                    .first()
-                    .filter(|_| reply.kind == Kind::Clarify));
-                if top == Some(expected) {
+                let accepted = |id: &String| id == expected || case.also.contains(id);
+                let offered_first = match reply.kind {
+                    Kind::Clarify => reply.suggestions.first(),
+                    _ => reply.entry.as_ref(),
+                };
+                if offered_first.is_some_and(accepted) {
                     first += 1;
                 }
                 let ranking = responder::ranking(engine, &case.text);
                 if let Some(rank) = ranking
                     .iter()
-                    .position(|hit| &engine.kb.entries[hit.entry].id == expected)
+                    .position(|hit| accepted(&engine.kb.entries[hit.entry].id))
                 {
                     reciprocal += 1.0 / (rank as f64 + 1.0);
                 }
-                kind_right && reply.entry.as_ref() == Some(expected)
+                kind_right && reply.entry.as_ref().is_some_and(accepted)
             }
             _ => kind_right,
         };

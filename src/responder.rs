@@ -85,8 +85,8 @@ pub struct Thresholds {
 pub const THRESHOLDS: Thresholds = Thresholds {
     answer: 0.6,
     tie: 0.05,
-    partial: 0.3,
-    evidence: 2.0,
+    partial: 1.1,
+    evidence: 1.5,
 };
 
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
@@ -161,14 +161,13 @@ fn bounded(raw: &str) -> &str {
 /// mark: analyse that when it covers the message better than the whole.
 fn focus(engine: &Engine, text: &str) -> Analysis {
     let whole = engine.index.analyze(text);
-    if whole.concepts.len() <= 8 {
-        return whole;
-    }
-    let questions: Vec<&str> = text
-        .split_inclusive(['.', '!', '?', '\n'])
+    let sentences: Vec<&str> = text.split_inclusive(['.', '!', '?', '\n']).collect();
+    let questions: Vec<&str> = sentences
+        .iter()
+        .copied()
         .filter(|sentence| sentence.trim_end().ends_with('?'))
         .collect();
-    if questions.is_empty() {
+    if questions.is_empty() || questions.len() == sentences.len() {
         return whole;
     }
     let focused = engine.index.analyze(&questions.concat());

@@ -32,6 +32,11 @@ const TOPIC_BOOST: f32 = 0.5;
 /// when ranking.
 const BM25_SHARE: f32 = 0.3;
 
+/// How much the fit with the closest phrasing adds when ranking.
+pub const FIT_SHARE: f32 = 1.0;
+/// How much a phrasing's unasked words count against its fit.
+const EXTRA_PENALTY: f32 = 0.5;
+
 /// What an exact phrasing match adds when ranking: the question says what
 /// one of the entry's own phrasings says.
 const EXACT_BONUS: f32 = 0.2;
@@ -59,419 +64,25 @@ const GENERAL_WEIGHT: f32 = 0.7;
 /// Everyday verbs, adjectives and adverbs. They weigh at most
 /// `GENERAL_WEIGHT`: unlike a noun ("colonoscopy"), they rarely name what a
 /// question is about, however rare they are in the knowledge base.
-const GENERAL_WORDS: &[&str] = &[
-    "able",
-    "affect",
-    "affects",
-    "after",
-    "allow",
-    "allowed",
-    "always",
-    "around",
-    "avoid",
-    "away",
-    "bad",
-    "become",
-    "becomes",
-    "begin",
-    "best",
-    "better",
-    "big",
-    "break",
-    "bring",
-    "call",
-    "came",
-    "cause",
-    "causes",
-    "change",
-    "check",
-    "choose",
-    "come",
-    "comes",
-    "common",
-    "complete",
-    "continue",
-    "couldnt",
-    "cut",
-    "day",
-    "days",
-    "deal",
-    "decide",
-    "different",
-    "difficult",
-    "does",
-    "doesnt",
-    "done",
-    "down",
-    "during",
-    "each",
-    "early",
-    "easy",
-    "end",
-    "ends",
-    "enough",
-    "every",
-    "expect",
-    "fail",
-    "failed",
-    "feel",
-    "feeling",
-    "feels",
-    "felt",
-    "few",
-    "find",
-    "fine",
-    "finish",
-    "follow",
-    "full",
-    "further",
-    "gave",
-    "give",
-    "given",
-    "gives",
-    "go",
-    "goes",
-    "gone",
-    "hard",
-    "happen",
-    "happened",
-    "happening",
-    "happens",
-    "hear",
-    "heard",
-    "hold",
-    "how",
-    "hurt",
-    "hurts",
-    "important",
-    "increase",
-    "increases",
-    "keep",
-    "keeps",
-    "kept",
-    "large",
-    "last",
-    "late",
-    "least",
-    "long",
-    "longer",
-    "time",
-    "times",
-    "leave",
-    "less",
-    "little",
-    "live",
-    "look",
-    "looking",
-    "lot",
-    "lots",
-    "low",
-    "made",
-    "main",
-    "make",
-    "makes",
-    "making",
-    "many",
-    "maybe",
-    "more",
-    "most",
-    "move",
-    "new",
-    "next",
-    "nothing",
-    "now",
-    "often",
-    "okay",
-    "old",
-    "once",
-    "only",
-    "open",
-    "other",
-    "others",
-    "over",
-    "own",
-    "part",
-    "past",
-    "pick",
-    "place",
-    "plan",
-    "point",
-    "pretty",
-    "put",
-    "raise",
-    "rather",
-    "read",
-    "ready",
-    "real",
-    "reason",
-    "reduce",
-    "same",
-    "save",
-    "saw",
-    "saying",
-    "see",
-    "seem",
-    "seems",
-    "seen",
-    "send",
-    "set",
-    "several",
-    "show",
-    "shows",
-    "side",
-    "since",
-    "small",
-    "soon",
-    "sort",
-    "speak",
-    "start",
-    "started",
-    "stay",
-    "step",
-    "stop",
-    "store",
-    "stuff",
-    "such",
-    "suppose",
-    "supposed",
-    "take",
-    "taken",
-    "takes",
-    "taking",
-    "talk",
-    "tell",
-    "thought",
-    "through",
-    "told",
-    "tried",
-    "true",
-    "try",
-    "trying",
-    "turn",
-    "under",
-    "use",
-    "used",
-    "uses",
-    "using",
-    "wait",
-    "way",
-    "ways",
-    "whole",
-    "without",
-    "work",
-    "worked",
-    "working",
-    "works",
-    "worried",
-    "worry",
-    "worse",
-    "worst",
-    "worth",
-    "write",
-    "wrong",
-    "year",
-    "years",
-    "yet",
-];
+const GENERAL_WORDS: &str = include_str!("general-words.txt");
 
 /// Words that carry no meaning for matching: function words, question words,
 /// and the filler people wrap questions in ("I was wondering if...").
-const STOP_WORDS: &[&str] = &[
-    "a",
-    "about",
-    "actually",
-    "again",
-    "all",
-    "also",
-    "am",
-    "an",
-    "and",
-    "any",
-    "anyone",
-    "anything",
-    "anyway",
-    "arent",
-    "are",
-    "as",
-    "ask",
-    "asking",
-    "at",
-    "basically",
-    "be",
-    "because",
-    "been",
-    "being",
-    "but",
-    "by",
-    "can",
-    "cant",
-    "could",
-    "couldnt",
-    "curious",
-    "define",
-    "definition",
-    "did",
-    "do",
-    "does",
-    "didnt",
-    "doesnt",
-    "doing",
-    "dont",
-    "else",
-    "even",
-    "ever",
-    "exactly",
-    "explain",
-    "for",
-    "generally",
-    "guess",
-    "from",
-    "get",
-    "getting",
-    "going",
-    "gonna",
-    "got",
-    "had",
-    "has",
-    "have",
-    "having",
-    "he",
-    "hello",
-    "her",
-    "hey",
-    "hi",
-    "him",
-    "his",
-    "honestly",
-    "how",
-    "hw",
-    "i",
-    "id",
-    "if",
-    "im",
-    "in",
-    "info",
-    "information",
-    "into",
-    "is",
-    "isnt",
-    "it",
-    "its",
-    "ive",
-    "just",
-    "kind",
-    "know",
-    "let",
-    "like",
-    "me",
-    "mean",
-    "meaning",
-    "mentioned",
-    "might",
-    "much",
-    "must",
-    "my",
-    "need",
-    "no",
-    "normally",
-    "not",
-    "of",
-    "ok",
-    "okay",
-    "on",
-    "one",
-    "or",
-    "our",
-    "out",
-    "please",
-    "pls",
-    "plz",
-    "possible",
-    "probably",
-    "question",
-    "questions",
-    "really",
-    "right",
-    "roughly",
-    "simply",
-    "say",
-    "she",
-    "should",
-    "so",
-    "some",
-    "someone",
-    "something",
-    "sort",
-    "still",
-    "sure",
-    "tell",
-    "than",
-    "thank",
-    "thanks",
-    "that",
-    "thats",
-    "the",
-    "their",
-    "them",
-    "then",
-    "there",
-    "these",
-    "typical",
-    "typically",
-    "usual",
-    "usually",
-    "they",
-    "thing",
-    "things",
-    "think",
-    "this",
-    "those",
-    "to",
-    "too",
-    "u",
-    "um",
-    "up",
-    "ur",
-    "us",
-    "very",
-    "wanna",
-    "want",
-    "wanted",
-    "was",
-    "way",
-    "we",
-    "well",
-    "were",
-    "what",
-    "whats",
-    "when",
-    "wat",
-    "where",
-    "whether",
-    "which",
-    "who",
-    "whos",
-    "why",
-    "will",
-    "with",
-    "wonder",
-    "wondering",
-    "wont",
-    "would",
-    "wouldnt",
-    "wht",
-    "yeah",
-    "yes",
-    "you",
-    "your",
-    "youre",
-];
+const STOP_WORDS: &str = include_str!("stop-words.txt");
+
+/// The words of a word-list file: one per line, `#` starts a comment line.
+fn word_list(text: &'static str) -> impl Iterator<Item = &'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
 
 /// Turns text into stemmed terms. Cheap to create; holds no state but the stemmer.
 pub struct Analyzer {
     stemmer: frostem::Stemmer,
     stop: HashSet<&'static str>,
-    general: HashSet<&'static str>,
+    /// Stems of `GENERAL_WORDS`, so "checked" counts like "check".
+    general: HashSet<String>,
 }
 
 /// One normalised word of a question.
@@ -486,13 +97,26 @@ impl Default for Analyzer {
     fn default() -> Self {
         Self {
             stemmer: frostem::Stemmer::new(frostem::Algorithm::English),
-            stop: STOP_WORDS.iter().copied().collect(),
-            general: GENERAL_WORDS.iter().copied().collect(),
+            stop: word_list(STOP_WORDS).collect(),
+            general: HashSet::new(),
         }
+        .with_general_stems()
     }
 }
 
 impl Analyzer {
+    fn with_general_stems(mut self) -> Self {
+        self.general = word_list(GENERAL_WORDS)
+            .map(|word| self.stem(word))
+            .collect();
+        self
+    }
+
+    /// Whether a word is an everyday one (see `GENERAL_WORDS`).
+    fn is_general(&self, word: &Word) -> bool {
+        self.general.contains(&word.stem)
+    }
+
     pub fn words(&self, text: &str) -> Vec<Word> {
         normalize(text)
             .split(' ')
@@ -658,6 +282,11 @@ pub struct Hit {
     /// The question says exactly what one of the entry's phrasings says
     /// (same informative words, synonyms allowed).
     pub exact: bool,
+    /// How closely the question matches the entry's closest single
+    /// phrasing, 0 to 1: matched weight over the question's weight plus the
+    /// phrasing's unasked words. Unlike coverage, it penalises an entry whose
+    /// phrasings ask about something else as well.
+    pub fit: f32,
 }
 
 struct EntryTerms {
@@ -894,7 +523,7 @@ impl Index {
                 }
                 let alternatives = vec![vec![id]];
                 let mut weight = self.weight(&alternatives);
-                if self.analyzer.general.contains(word.text.as_str()) {
+                if self.analyzer.is_general(word) {
                     weight = weight.min(GENERAL_WEIGHT);
                 }
                 Concept {
@@ -906,7 +535,7 @@ impl Index {
             None => {
                 // Digits and everyday words are rarely what a question is about.
                 let weight = if word.text.chars().all(|c| c.is_ascii_digit())
-                    || self.analyzer.general.contains(word.text.as_str())
+                    || self.analyzer.is_general(word)
                 {
                     GENERAL_WEIGHT
                 } else {
@@ -954,6 +583,7 @@ impl Index {
                 let entry = document.get_first(self.fields.entry)?.as_u64()? as usize;
                 let coverage = self.coverage(analysis, entry, total);
                 let exact = self.matches_a_phrasing(analysis, entry);
+                let fit = self.fit(analysis, entry, total);
                 Some(Hit {
                     entry,
                     score,
@@ -961,13 +591,14 @@ impl Index {
                     rank: coverage,
                     evidence: coverage * total,
                     exact,
+                    fit,
                 })
             })
             .collect();
         let best_score = hits.iter().map(|hit| hit.score).fold(0.0, f32::max);
         for hit in &mut hits {
             if best_score > 0.0 {
-                hit.rank = hit.coverage + BM25_SHARE * hit.score / best_score;
+                hit.rank = hit.coverage + BM25_SHARE * hit.score / best_score + FIT_SHARE * hit.fit;
             }
             if hit.exact {
                 hit.rank += EXACT_BONUS;
@@ -981,6 +612,48 @@ impl Index {
         });
         hits.truncate(limit);
         hits
+    }
+
+    /// The best fit of the question with one phrasing of `entry`.
+    fn fit(&self, analysis: &Analysis, entry: usize, total: f32) -> f32 {
+        if total <= 0.0 {
+            return 0.0;
+        }
+        let idf = |id: &u32| {
+            idf(
+                self.entries.len().max(1) as f32,
+                self.vocabulary.df[*id as usize] as f32,
+            )
+            .clamp(MIN_WEIGHT, MAX_WEIGHT)
+        };
+        self.entries[entry]
+            .each_phrasing
+            .iter()
+            .map(|phrasing| {
+                let matched: f32 = analysis
+                    .concepts
+                    .iter()
+                    .filter(|concept| {
+                        concept
+                            .alternatives
+                            .iter()
+                            .any(|alternative| alternative.iter().all(|id| phrasing.contains(id)))
+                    })
+                    .map(|concept| concept.weight)
+                    .sum();
+                let extra: f32 = phrasing
+                    .iter()
+                    .filter(|id| {
+                        !analysis
+                            .concepts
+                            .iter()
+                            .any(|concept| concept.alternatives.iter().any(|a| a.contains(id)))
+                    })
+                    .map(idf)
+                    .sum();
+                matched / (total + EXTRA_PENALTY * extra)
+            })
+            .fold(0.0, f32::max)
     }
 
     /// Whether some phrasing of `entry` has the same informative words as the
