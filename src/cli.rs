@@ -76,6 +76,26 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure index build time, answer latency, throughput and memory.
+    Bench {
+        /// The questions to time (a labelled JSONL set).
+        #[arg(long, default_value = "tests/data/dev-set.jsonl", value_name = "FILE")]
+        questions: PathBuf,
+        /// MedQuAD JSONL(.gz) for the scale runs; they are skipped without it.
+        #[arg(long, value_name = "FILE")]
+        medquad: Option<PathBuf>,
+        /// Knowledge-base sizes for the scale runs.
+        #[arg(long, value_delimiter = ',', default_value = "1000,4000,16000")]
+        scales: Vec<usize>,
+    },
+    /// One scale run of `bench`, in its own process (internal).
+    #[command(hide = true)]
+    BenchScale {
+        #[arg(long)]
+        medquad: PathBuf,
+        #[arg(long)]
+        entries: usize,
+    },
 }
 
 fn parse_kind_floor(text: &str) -> Result<(String, f64), String> {
@@ -126,6 +146,22 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Chat => {
             let engine = Engine::load(&cli.knowledge)?;
             crate::chat::run(&engine)?;
+            Ok(0)
+        }
+        Command::Bench {
+            questions,
+            medquad,
+            scales,
+        } => {
+            let report = crate::bench::run(&cli.knowledge, questions, medquad.as_deref(), scales)?;
+            println!("{report}");
+            Ok(0)
+        }
+        Command::BenchScale { medquad, entries } => {
+            println!(
+                "{}",
+                crate::bench::scale(&cli.knowledge, medquad, *entries)?
+            );
             Ok(0)
         }
         Command::Eval {

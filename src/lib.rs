@@ -1,6 +1,7 @@
 //! faqbot answers questions about ketamine therapy for PTSD from a curated,
 //! validated FAQ knowledge base. See ARCHITECTURE.md for the map.
 
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod engine;

@@ -14,19 +14,16 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
-use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value,
-};
+use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{PreTokenizedString, Token};
-use tantivy::{DocAddress, Index as TantivyIndex, IndexReader, TantivyDocument, Term};
+use tantivy::{DocAddress, Index as TantivyIndex, Searcher, TantivyDocument, Term};
 
 use crate::knowledge::KnowledgeBase;
 use crate::text::normalize;
 
-/// Relative weight of a match in each field, for BM25 and for coverage.
-const PHRASING_BOOST: f32 = 3.0;
-const ANSWER_BOOST: f32 = 0.6;
-const TOPIC_BOOST: f32 = 0.5;
+/// Weights of a match in the phrasings and in the answer, for BM25.
+const PHRASING_BOOST: f32 = 1.0;
+const ANSWER_BOOST: f32 = 0.1;
 
 /// How much the BM25 score, relative to the best hit's, adds to coverage
 /// when ranking.
@@ -150,6 +147,9 @@ struct Vocabulary {
     terms: Vec<String>,
     /// In how many entries each term occurs (any field).
     df: Vec<u32>,
+    /// Each term's weight (bounded inverse document frequency), filled once
+    /// the document frequencies are known.
+    weight: Vec<f32>,
     /// Every word as written in the knowledge base, to its stem's id: typos
     /// are repaired on words, since stemming a typo gives an unrelated stem.
     surface: HashMap<String, u32>,
@@ -289,12 +289,32 @@ pub struct Hit {
     pub fit: f32,
 }
 
+/// A small set of term ids: a sorted vector, a quarter of a hash set's size.
+struct TermSet(Vec<u32>);
+
+impl TermSet {
+    fn new(mut ids: Vec<u32>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        ids.shrink_to_fit();
+        Self(ids)
+    }
+
+    fn contains(&self, id: &u32) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, u32> {
+        self.0.iter()
+    }
+}
+
 struct EntryTerms {
     /// Each phrasing (question and alternates) as its own set of terms.
-    each_phrasing: Vec<HashSet<u32>>,
-    phrasings: HashSet<u32>,
-    answer: HashSet<u32>,
-    topic: HashSet<u32>,
+    each_phrasing: Vec<TermSet>,
+    phrasings: TermSet,
+    answer: TermSet,
+    topic: TermSet,
 }
 
 struct Fields {
@@ -311,7 +331,11 @@ pub struct Index {
     synonyms: SynonymTable,
     entries: Vec<EntryTerms>,
     fields: Fields,
-    reader: IndexReader,
+    /// Held for the index's lifetime: the index never changes once built.
+    searcher: Searcher,
+    /// Entry index of each document, by segment and document id, read once
+    /// from the fast field so a hit costs no stored-document fetch.
+    doc_entries: Vec<Vec<u32>>,
     _index: TantivyIndex,
 }
 
@@ -328,46 +352,42 @@ impl Index {
             phrasings: schema.add_text_field("phrasings", text_options.clone()),
             answer: schema.add_text_field("answer", text_options.clone()),
             topic: schema.add_text_field("topic", text_options),
-            entry: schema.add_u64_field("entry", FAST | STORED),
+            entry: schema.add_u64_field("entry", FAST),
         };
         let index = TantivyIndex::create_in_ram(schema.build());
         // One thread keeps documents in insertion order and memory small; the
         // knowledge base is small enough that more threads do not pay off.
         let mut writer = index
-            .writer_with_num_threads(1, 50_000_000)
+            .writer_with_num_threads(1, 20_000_000)
             .context("creating the index writer")?;
 
         let mut entries = Vec::with_capacity(kb.entries.len());
-        let surface_text = kb.entries.iter().flat_map(|entry| {
-            [entry.question.as_str(), entry.answer.as_str()]
-                .into_iter()
-                .chain(entry.alternates.iter().map(String::as_str))
-        });
-        let mut surface: Vec<(String, String)> = Vec::new();
-        for text in surface_text {
-            for word in analyzer.words(text) {
-                if !word.stop {
-                    surface.push((word.text, word.stem));
-                }
+        // Every distinct word as written, with its stem: typo repair works on words.
+        let mut surface: HashMap<String, String> = HashMap::new();
+        let mut analyse = |text: &str| -> Vec<String> {
+            let words = analyzer.words(text);
+            let mut terms = Vec::with_capacity(words.len());
+            for word in words.into_iter().filter(|word| !word.stop) {
+                terms.push(word.stem.clone());
+                surface.entry(word.text).or_insert(word.stem);
             }
-        }
+            terms
+        };
         for (position, entry) in kb.entries.iter().enumerate() {
-            let phrasing_text: Vec<&str> = std::iter::once(entry.question.as_str())
-                .chain(entry.alternates.iter().map(String::as_str))
+            let each_phrasing_terms: Vec<Vec<String>> = std::iter::once(&entry.question)
+                .chain(&entry.alternates)
+                .map(|text| analyse(text))
                 .collect();
-            let phrasing_terms = analyzer.terms(&phrasing_text.join(" \n "));
-            let answer_terms = analyzer.terms(&entry.answer);
+            let phrasing_terms: Vec<String> =
+                each_phrasing_terms.iter().flatten().cloned().collect();
+            let answer_terms = analyse(&entry.answer);
             let topic_terms = analyzer.terms(&kb.topics[entry.topic].title);
 
-            let mut ids = |terms: &[String]| -> HashSet<u32> {
-                terms.iter().map(|t| vocabulary.intern(t)).collect()
+            let mut ids = |terms: &[String]| {
+                TermSet::new(terms.iter().map(|term| vocabulary.intern(term)).collect())
             };
-            let each_phrasing = phrasing_text
-                .iter()
-                .map(|text| ids(&analyzer.terms(text)))
-                .collect();
             let terms = EntryTerms {
-                each_phrasing,
+                each_phrasing: each_phrasing_terms.iter().map(|terms| ids(terms)).collect(),
                 phrasings: ids(&phrasing_terms),
                 answer: ids(&answer_terms),
                 topic: ids(&topic_terms),
@@ -375,8 +395,8 @@ impl Index {
             let all: HashSet<u32> = terms
                 .phrasings
                 .iter()
-                .chain(&terms.answer)
-                .chain(&terms.topic)
+                .chain(terms.answer.iter())
+                .chain(terms.topic.iter())
                 .copied()
                 .collect();
             for id in all {
@@ -398,16 +418,37 @@ impl Index {
             }
         }
         vocabulary.build_deletions();
+        let count = kb.entries.len().max(1) as f32;
+        vocabulary.weight = vocabulary
+            .df
+            .iter()
+            .map(|df| idf(count, *df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT))
+            .collect();
 
         let synonyms = build_synonyms(kb, &analyzer, &vocabulary);
-        let reader = index.reader().context("opening the index reader")?;
+        let searcher = index
+            .reader()
+            .context("opening the index reader")?
+            .searcher();
+        let mut doc_entries = Vec::new();
+        for segment in searcher.segment_readers() {
+            let column = segment
+                .fast_fields()
+                .u64("entry")
+                .context("reading the entry field")?;
+            let entries: Vec<u32> = (0..segment.max_doc())
+                .map(|doc| column.first(doc).unwrap_or(u64::MAX) as u32)
+                .collect();
+            doc_entries.push(entries);
+        }
         Ok(Self {
             analyzer,
             vocabulary,
             synonyms,
             entries,
             fields,
-            reader,
+            searcher,
+            doc_entries,
             _index: index,
         })
     }
@@ -565,8 +606,8 @@ impl Index {
         let Some(query) = query else {
             return Vec::new();
         };
-        let searcher = self.reader.searcher();
-        let candidates = limit.max(10);
+        let searcher = &self.searcher;
+        let candidates = limit.max(8);
         let top: Vec<(f32, DocAddress)> =
             match searcher.search(&query, &TopDocs::with_limit(candidates).order_by_score()) {
                 Ok(top) => top,
@@ -576,14 +617,23 @@ impl Index {
                 }
             };
         let total = analysis.total_weight();
+        let asked: HashSet<u32> = analysis
+            .concepts
+            .iter()
+            .flat_map(|concept| concept.alternatives.iter().flatten().copied())
+            .collect();
         let mut hits: Vec<Hit> = top
             .into_iter()
             .filter_map(|(score, address)| {
-                let document: TantivyDocument = searcher.doc(address).ok()?;
-                let entry = document.get_first(self.fields.entry)?.as_u64()? as usize;
+                let entry = *self
+                    .doc_entries
+                    .get(address.segment_ord as usize)?
+                    .get(address.doc_id as usize)? as usize;
+                if entry >= self.entries.len() {
+                    return None;
+                }
                 let coverage = self.coverage(analysis, entry, total);
-                let exact = self.matches_a_phrasing(analysis, entry);
-                let fit = self.fit(analysis, entry, total);
+                let (fit, exact) = self.phrasing_match(analysis, &asked, entry, total);
                 Some(Hit {
                     entry,
                     score,
@@ -614,73 +664,45 @@ impl Index {
         hits
     }
 
-    /// The best fit of the question with one phrasing of `entry`.
-    fn fit(&self, analysis: &Analysis, entry: usize, total: f32) -> f32 {
+    /// How the question matches the closest single phrasing of `entry`:
+    /// its fit (matched weight over the question's weight plus the
+    /// phrasing's unasked words), and whether some phrasing matches exactly
+    /// (every concept found in it, every word of it asked for).
+    fn phrasing_match(
+        &self,
+        analysis: &Analysis,
+        asked: &HashSet<u32>,
+        entry: usize,
+        total: f32,
+    ) -> (f32, bool) {
         if total <= 0.0 {
-            return 0.0;
+            return (0.0, false);
         }
-        let idf = |id: &u32| {
-            idf(
-                self.entries.len().max(1) as f32,
-                self.vocabulary.df[*id as usize] as f32,
-            )
-            .clamp(MIN_WEIGHT, MAX_WEIGHT)
-        };
-        self.entries[entry]
-            .each_phrasing
-            .iter()
-            .map(|phrasing| {
-                let matched: f32 = analysis
-                    .concepts
-                    .iter()
-                    .filter(|concept| {
-                        concept
-                            .alternatives
-                            .iter()
-                            .any(|alternative| alternative.iter().all(|id| phrasing.contains(id)))
-                    })
-                    .map(|concept| concept.weight)
-                    .sum();
-                let extra: f32 = phrasing
-                    .iter()
-                    .filter(|id| {
-                        !analysis
-                            .concepts
-                            .iter()
-                            .any(|concept| concept.alternatives.iter().any(|a| a.contains(id)))
-                    })
-                    .map(idf)
-                    .sum();
-                matched / (total + EXTRA_PENALTY * extra)
-            })
-            .fold(0.0, f32::max)
-    }
-
-    /// Whether some phrasing of `entry` has the same informative words as the
-    /// question: every concept found in it, and every word of it asked for.
-    fn matches_a_phrasing(&self, analysis: &Analysis, entry: usize) -> bool {
-        if analysis.concepts.is_empty()
-            || analysis.concepts.iter().any(|concept| !concept.is_known())
-        {
-            return false;
-        }
-        self.entries[entry].each_phrasing.iter().any(|phrasing| {
-            let all_found = analysis.concepts.iter().all(|concept| {
-                concept
+        let all_known = analysis.concepts.iter().all(Concept::is_known);
+        let mut best_fit = 0.0f32;
+        let mut exact = false;
+        for phrasing in &self.entries[entry].each_phrasing {
+            let mut matched = 0.0;
+            let mut found = 0;
+            for concept in &analysis.concepts {
+                if concept
                     .alternatives
                     .iter()
                     .any(|alternative| alternative.iter().all(|id| phrasing.contains(id)))
-            });
-            let all_asked = phrasing.iter().all(|id| {
-                analysis.concepts.iter().any(|concept| {
-                    concept
-                        .alternatives
-                        .iter()
-                        .any(|alternative| alternative.contains(id))
-                })
-            });
-            all_found && all_asked
-        })
+                {
+                    matched += concept.weight;
+                    found += 1;
+                }
+            }
+            let (mut extra, mut unasked) = (0.0, 0);
+            for id in phrasing.iter().filter(|id| !asked.contains(id)) {
+                extra += self.vocabulary.weight[*id as usize];
+                unasked += 1;
+            }
+            best_fit = best_fit.max(matched / (total + EXTRA_PENALTY * extra));
+            exact |= all_known && unasked == 0 && found == analysis.concepts.len();
+        }
+        (best_fit, exact)
     }
 
     /// The term behind an id, for explanations.
@@ -722,31 +744,42 @@ impl Index {
         covered / total
     }
 
+    /// The candidate query: every alternative of every concept as a term
+    /// (or all-terms) query, on the phrasings and, weakly, on the answer.
+    /// Candidates come mostly from how people ask: with a higher answer
+    /// weight, an incidental word in a long answer crowds out the right entry.
+    /// Topic titles count through coverage only.
     fn query(&self, analysis: &Analysis) -> Option<Box<dyn Query>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for concept in &analysis.concepts {
-            for alternative in &concept.alternatives {
-                for (field, boost) in [
-                    (self.fields.phrasings, PHRASING_BOOST),
-                    (self.fields.answer, ANSWER_BOOST),
-                    (self.fields.topic, TOPIC_BOOST),
-                ] {
-                    let terms: Vec<(Occur, Box<dyn Query>)> = alternative
-                        .iter()
-                        .map(|id| {
-                            let term =
-                                Term::from_field_text(field, &self.vocabulary.terms[*id as usize]);
-                            let query: Box<dyn Query> =
-                                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
-                            (Occur::Must, query)
-                        })
-                        .collect();
-                    let query: Box<dyn Query> = match terms.len() {
-                        1 => terms.into_iter().map(|(_, query)| query).next()?,
-                        _ => Box::new(BooleanQuery::new(terms)),
-                    };
-                    clauses.push((Occur::Should, Box::new(BoostQuery::new(query, boost))));
-                }
+        for alternative in analysis
+            .concepts
+            .iter()
+            .flat_map(|concept| &concept.alternatives)
+        {
+            for (field, boost) in [
+                (self.fields.phrasings, PHRASING_BOOST),
+                (self.fields.answer, ANSWER_BOOST),
+            ] {
+                let mut terms: Vec<Box<dyn Query>> = alternative
+                    .iter()
+                    .map(|id| {
+                        let term =
+                            Term::from_field_text(field, &self.vocabulary.terms[*id as usize]);
+                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))
+                            as Box<dyn Query>
+                    })
+                    .collect();
+                let query = match terms.len() {
+                    0 => continue,
+                    1 => terms.remove(0),
+                    _ => Box::new(BooleanQuery::new(
+                        terms
+                            .into_iter()
+                            .map(|query| (Occur::Must, query))
+                            .collect(),
+                    )),
+                };
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(query, boost))));
             }
         }
         if clauses.is_empty() {
