@@ -24,13 +24,8 @@ pub struct Spread {
 
 pub fn spread(mut samples: Vec<Duration>) -> Spread {
     samples.sort();
-    let at = |share: f64| {
-        samples.get(((samples.len() as f64 * share) as usize).min(samples.len().saturating_sub(1)))
-    };
-    Spread {
-        p50: at(0.5).copied().unwrap_or_default(),
-        p99: at(0.99).copied().unwrap_or_default(),
-    }
+    let at = |share: f64| samples.get(((samples.len() as f64 * share) as usize).min(samples.len().saturating_sub(1)));
+    Spread { p50: at(0.5).copied().unwrap_or_default(), p99: at(0.99).copied().unwrap_or_default() }
 }
 
 fn median(samples: Vec<Duration>) -> Duration {
@@ -54,18 +49,10 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Runs every benchmark and returns the report as Markdown.
-pub fn run(
-    knowledge: &Path,
-    dev_set: &Path,
-    medquad: Option<&Path>,
-    scales: &[usize],
-) -> anyhow::Result<String> {
+pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[usize]) -> anyhow::Result<String> {
     let mut out = String::new();
     let engine = Engine::load(knowledge)?;
-    let questions: Vec<String> = eval::read_cases(dev_set)?
-        .into_iter()
-        .map(|case| case.text)
-        .collect();
+    let questions: Vec<String> = eval::read_cases(dev_set)?.into_iter().map(|case| case.text).collect();
     if questions.is_empty() {
         bail!("{} has no questions", dev_set.display());
     }
@@ -98,32 +85,17 @@ pub fn run(
     for _ in 0..20 {
         let started = Instant::now();
         let output = Command::new(&exe)
-            .args([
-                "--knowledge",
-                &knowledge_arg,
-                "ask",
-                "--json",
-                "how much does it cost",
-            ])
+            .args(["--knowledge", &knowledge_arg, "ask", "--json", "how much does it cost"])
             .output()
             .context("running faqbot ask")?;
         if !output.status.success() {
-            bail!(
-                "faqbot ask failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            bail!("faqbot ask failed: {}", String::from_utf8_lossy(&output.stderr));
         }
         starts.push(started.elapsed());
     }
 
     eprintln!("bench: ask batch throughput");
-    let batch: String = (0..20)
-        .flat_map(|_| {
-            questions
-                .iter()
-                .map(|q| format!("{}\n", q.replace('\n', " ")))
-        })
-        .collect();
+    let batch: String = (0..20).flat_map(|_| questions.iter().map(|q| format!("{}\n", q.replace('\n', " ")))).collect();
     let lines = batch.lines().count();
     let started = Instant::now();
     let mut child = Command::new(&exe)
@@ -134,9 +106,7 @@ pub fn run(
         .context("running faqbot ask")?;
     let mut stdin = child.stdin.take().context("ask's standard input")?;
     let writer = std::thread::spawn(move || stdin.write_all(batch.as_bytes()));
-    let answered = BufReader::new(child.stdout.take().context("ask's standard output")?)
-        .lines()
-        .count();
+    let answered = BufReader::new(child.stdout.take().context("ask's standard output")?).lines().count();
     let _ = writer.join();
     child.wait().context("waiting for faqbot ask")?;
     let batch_time = started.elapsed();
@@ -150,28 +120,20 @@ pub fn run(
         engine.kb.entries.len(),
         engine.kb.entries.len() + engine.kb.stats.alternates
     ));
-    out.push_str(&format!(
-        "| index build, median of 30 | {} |\n",
-        millis(median(builds))
-    ));
+    out.push_str(&format!("| index build, median of 30 | {} |\n", millis(median(builds))));
     out.push_str(&format!(
         "| latency per question, {} dev-set questions × 30 | p50 {} · p99 {} |\n",
         questions.len(),
         micros(latency.p50),
         micros(latency.p99)
     ));
-    out.push_str(&format!(
-        "| in-process throughput, one thread | {in_process_rate:.0} questions/s |\n"
-    ));
+    out.push_str(&format!("| in-process throughput, one thread | {in_process_rate:.0} questions/s |\n"));
     out.push_str(&format!(
         "| `ask --json` batch of {lines} lines, whole process | {:.0} questions/s ({}) |\n",
         lines as f64 / batch_time.as_secs_f64(),
         millis(batch_time)
     ));
-    out.push_str(&format!(
-        "| process start to first answer, median of 20 | {} |\n",
-        millis(median(starts))
-    ));
+    out.push_str(&format!("| process start to first answer, median of 20 | {} |\n", millis(median(starts))));
 
     if let Some(medquad) = medquad {
         out.push_str("\n## Scale: MedQuAD entries\n\n| entries | build (median of 3) | latency p50 | latency p99 | peak RSS |\n| --- | --- | --- | --- | --- |\n");
@@ -184,10 +146,7 @@ pub fn run(
                 .output()
                 .context("running the scale benchmark")?;
             if !output.status.success() {
-                bail!(
-                    "scale benchmark failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
+                bail!("scale benchmark failed: {}", String::from_utf8_lossy(&output.stderr));
             }
             out.push_str(String::from_utf8_lossy(&output.stdout).trim_end());
             out.push('\n');
@@ -215,18 +174,14 @@ pub fn read_medquad(path: &Path, limit: usize) -> anyhow::Result<Vec<(String, St
     let mut pairs = Vec::new();
     for line in reader.lines().take(limit) {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
-        let pair: MedQuad =
-            serde_json::from_str(&line).with_context(|| format!("parsing {}", path.display()))?;
+        let pair: MedQuad = serde_json::from_str(&line).with_context(|| format!("parsing {}", path.display()))?;
         pairs.push((pair.question, pair.answer, pair.qtype));
     }
     Ok(pairs)
 }
 
 /// A knowledge base of MedQuAD pairs with the shipped messages and synonyms.
-pub fn medquad_knowledge(
-    pairs: &[(String, String, String)],
-    shipped: &KnowledgeBase,
-) -> KnowledgeBase {
+pub fn medquad_knowledge(pairs: &[(String, String, String)], shipped: &KnowledgeBase) -> KnowledgeBase {
     let mut topics: Vec<Topic> = Vec::new();
     let entries = pairs
         .iter()
@@ -235,10 +190,7 @@ pub fn medquad_knowledge(
             let topic = match topics.iter().position(|topic| &topic.id == qtype) {
                 Some(position) => position,
                 None => {
-                    topics.push(Topic {
-                        id: qtype.clone(),
-                        title: qtype.clone(),
-                    });
+                    topics.push(Topic { id: qtype.clone(), title: qtype.clone() });
                     topics.len() - 1
                 }
             };
@@ -266,19 +218,14 @@ pub fn medquad_knowledge(
         }],
         messages: shipped.messages.clone(),
         synonyms: shipped.synonyms.clone(),
-        stats: LoadStats {
-            files: 1,
-            alternates: 0,
-            content_hash: String::from("medquad"),
-        },
+        stats: LoadStats { files: 1, alternates: 0, content_hash: String::from("medquad") },
     }
 }
 
 /// One scale run, printed as one Markdown table row: build time, latency
 /// over up to 2,000 of the set's own questions, and this process's peak RSS.
 pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result<String> {
-    let shipped = crate::knowledge::load(knowledge)
-        .with_context(|| format!("loading {}", knowledge.display()))?;
+    let shipped = crate::knowledge::load(knowledge).with_context(|| format!("loading {}", knowledge.display()))?;
     let pairs = read_medquad(medquad, entries)?;
     let kb = medquad_knowledge(&pairs, &shipped);
     drop(pairs);
@@ -291,12 +238,7 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result
     builds.push(engine.build_time);
     let kb = &engine.kb;
     let step = (kb.entries.len() / 2000).max(1);
-    let questions: Vec<&str> = kb
-        .entries
-        .iter()
-        .step_by(step)
-        .map(|entry| entry.question.as_str())
-        .collect();
+    let questions: Vec<&str> = kb.entries.iter().step_by(step).map(|entry| entry.question.as_str()).collect();
     let mut samples = Vec::with_capacity(questions.len());
     for question in &questions {
         let started = Instant::now();

@@ -8,8 +8,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use crate::engine::Engine;
 use crate::responder::{self, Kind, Reply};
 
-const HELP: &str =
-    "Type a question, a number to pick a suggestion, /topics to browse, /sources, /help, or /quit.";
+const HELP: &str = "Type a question, a number to pick a suggestion, /topics to browse, /sources, /help, or /quit.";
 
 /// Runs the chat until `/quit` or end of input.
 pub fn run(engine: &Engine) -> anyhow::Result<()> {
@@ -26,10 +25,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<()> {
                         break;
                     }
                 }
-                Err(
-                    rustyline::error::ReadlineError::Interrupted
-                    | rustyline::error::ReadlineError::Eof,
-                ) => break,
+                Err(rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof) => break,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -62,10 +58,7 @@ impl Session {
             }
             "/sources" => {
                 for source in &kb.sources {
-                    let link = source
-                        .link()
-                        .map(|link| format!(" {link}"))
-                        .unwrap_or_default();
+                    let link = source.link().map(|link| format!(" {link}")).unwrap_or_default();
                     writeln!(out, "• {}{link}", source.citation)?;
                 }
                 writeln!(out)?;
@@ -83,11 +76,7 @@ impl Session {
                 writeln!(out)?;
                 return Ok(true);
             }
-            _ => match line
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| self.choices.get(n.wrapping_sub(1)))
-            {
+            _ => match line.parse::<usize>().ok().and_then(|n| self.choices.get(n.wrapping_sub(1))) {
                 Some(id) => match kb.entry(id) {
                     Some(entry) => responder::answer(kb, entry, None),
                     None => engine.reply(line),

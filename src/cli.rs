@@ -22,20 +22,10 @@ pub const EXIT_PROBLEMS: u8 = 1;
 pub const EXIT_FAILURE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "faqbot",
-    version,
-    about = "Answers questions about ketamine therapy for PTSD from a curated FAQ."
-)]
+#[command(name = "faqbot", version, about = "Answers questions about ketamine therapy for PTSD from a curated FAQ.")]
 pub struct Cli {
     /// The knowledge directory.
-    #[arg(
-        long,
-        global = true,
-        env = "FAQBOT_KNOWLEDGE",
-        default_value = "knowledge",
-        value_name = "DIR"
-    )]
+    #[arg(long, global = true, env = "FAQBOT_KNOWLEDGE", default_value = "knowledge", value_name = "DIR")]
     pub knowledge: PathBuf,
 
     #[command(subcommand)]
@@ -99,15 +89,11 @@ pub enum Command {
 }
 
 fn parse_kind_floor(text: &str) -> Result<(String, f64), String> {
-    let (kind, fraction) = text
-        .split_once('=')
-        .ok_or("expected KIND=FRACTION, e.g. no_match=0.92")?;
-    if crate::responder::Kind::parse(kind).is_none() {
+    let (kind, fraction) = text.split_once('=').ok_or("expected KIND=FRACTION, e.g. no_match=0.92")?;
+    if crate::responder::Kind::parse(kind).is_none() && kind != eval::ORDINARY {
         return Err(format!("unknown kind `{kind}`"));
     }
-    let fraction: f64 = fraction
-        .parse()
-        .map_err(|_| format!("`{fraction}` is not a number"))?;
+    let fraction: f64 = fraction.parse().map_err(|_| format!("`{fraction}` is not a number"))?;
     Ok((kind.to_owned(), fraction))
 }
 
@@ -128,49 +114,29 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Logs go to standard error so that standard output stays machine-readable.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Runs one parsed command; `Err` means it could not run.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Check => check(&cli.knowledge),
-        Command::Ask {
-            json,
-            explain,
-            question,
-        } => ask(&cli.knowledge, *json, *explain, question.as_deref()),
+        Command::Ask { json, explain, question } => ask(&cli.knowledge, *json, *explain, question.as_deref()),
         Command::Chat => {
             let engine = Engine::load(&cli.knowledge)?;
             crate::chat::run(&engine)?;
             Ok(0)
         }
-        Command::Bench {
-            questions,
-            medquad,
-            scales,
-        } => {
+        Command::Bench { questions, medquad, scales } => {
             let report = crate::bench::run(&cli.knowledge, questions, medquad.as_deref(), scales)?;
             println!("{report}");
             Ok(0)
         }
         Command::BenchScale { medquad, entries } => {
-            println!(
-                "{}",
-                crate::bench::scale(&cli.knowledge, medquad, *entries)?
-            );
+            println!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries)?);
             Ok(0)
         }
-        Command::Eval {
-            file,
-            min_accuracy,
-            min_mrr,
-            min_kind,
-            quiet,
-        } => {
+        Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet } => {
             let engine = Engine::load(&cli.knowledge)?;
             let cases = eval::read_cases(file)?;
             let report = eval::evaluate(&engine, &cases);
@@ -218,10 +184,7 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
     let answer = |question: &str, one_line: bool, out: &mut dyn Write| -> anyhow::Result<()> {
         let reply = engine.reply(question);
         if explain {
-            eprintln!(
-                "{question:?}\n{}",
-                crate::responder::explain(&engine, question)
-            );
+            eprintln!("{question:?}\n{}", crate::responder::explain(&engine, question));
         }
         if json {
             let line = AskLine {
@@ -229,20 +192,13 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
                 kind: reply.kind.as_str(),
                 entry: reply.entry.as_deref(),
                 // Rounded: the raw float's last digits are noise.
-                score: reply
-                    .score
-                    .map(|score| (f64::from(score) * 1000.0).round() / 1000.0),
+                score: reply.score.map(|score| (f64::from(score) * 1000.0).round() / 1000.0),
                 suggestions: &reply.suggestions,
                 text: &reply.text,
             };
             writeln!(out, "{}", serde_json::to_string(&line)?)?;
         } else if one_line {
-            writeln!(
-                out,
-                "[{}] {}",
-                reply.kind.as_str(),
-                reply.text.replace('\n', " / ")
-            )?;
+            writeln!(out, "[{}] {}", reply.kind.as_str(), reply.text.replace('\n', " / "))?;
         } else {
             writeln!(out, "{}", reply.text)?;
         }
@@ -256,11 +212,7 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
             let mut buffer = Vec::new();
             loop {
                 buffer.clear();
-                if input
-                    .read_until(b'\n', &mut buffer)
-                    .context("reading standard input")?
-                    == 0
-                {
+                if input.read_until(b'\n', &mut buffer).context("reading standard input")? == 0 {
                     break;
                 }
                 let line = String::from_utf8_lossy(&buffer);
@@ -280,11 +232,7 @@ fn check(dir: &Path) -> anyhow::Result<u8> {
             let engine = Engine::new(kb)?;
             let failures = engine.self_test();
             if failures.is_empty() {
-                println!(
-                    "{}: sound: {}; self-test passed",
-                    dir.display(),
-                    engine.kb.summary()
-                );
+                println!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
                 return Ok(0);
             }
             for failure in &failures {
@@ -301,11 +249,7 @@ fn check(dir: &Path) -> anyhow::Result<u8> {
             for problem in &problems.problems {
                 println!("{problem}");
             }
-            eprintln!(
-                "{}: {} problem(s); nothing was loaded",
-                dir.display(),
-                problems.problems.len()
-            );
+            eprintln!("{}: {} problem(s); nothing was loaded", dir.display(), problems.problems.len());
             Ok(EXIT_PROBLEMS)
         }
         Err(error @ LoadError::Io { .. }) => Err(error.into()),

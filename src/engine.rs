@@ -10,11 +10,13 @@ use anyhow::Context;
 
 use crate::knowledge::{self, KnowledgeBase};
 use crate::responder::{self, Kind, Reply};
+use crate::safety::Screen;
 use crate::search::Index;
 
 pub struct Engine {
     pub kb: KnowledgeBase,
     pub index: Index,
+    pub safety: Screen,
     pub loaded_at: SystemTime,
     /// How long building the index took.
     pub build_time: std::time::Duration,
@@ -25,12 +27,8 @@ impl Engine {
     pub fn new(kb: KnowledgeBase) -> anyhow::Result<Self> {
         let started = Instant::now();
         let index = Index::build(&kb).context("building the search index")?;
-        Ok(Self {
-            kb,
-            index,
-            loaded_at: SystemTime::now(),
-            build_time: started.elapsed(),
-        })
+        let safety = Screen::new().context("compiling the safety patterns")?;
+        Ok(Self { kb, index, safety, loaded_at: SystemTime::now(), build_time: started.elapsed() })
     }
 
     /// Loads, validates and indexes the knowledge directory `dir`.
@@ -54,10 +52,7 @@ impl Engine {
                     (None, Kind::Clarify) => format!("clarify [{}]", reply.suggestions.join(", ")),
                     (None, kind) => kind.as_str().to_owned(),
                 };
-                failures.push(format!(
-                    "self-test: entry `{}`: {phrasing:?} gets {got}",
-                    entry.id
-                ));
+                failures.push(format!("self-test: entry `{}`: {phrasing:?} gets {got}", entry.id));
             }
         }
         failures

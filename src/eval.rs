@@ -12,6 +12,9 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::responder::{self, Kind};
 
+/// The pseudo-kind of safety sets: any reply but crisis or refusal.
+pub const ORDINARY: &str = "ordinary";
+
 /// One labelled message.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,8 +35,7 @@ pub struct Case {
 
 /// Reads a JSONL file of cases; blank lines and lines starting with `//` are skipped.
 pub fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut cases = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -42,20 +44,11 @@ pub fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
         }
         let case: Case = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not a valid case", path.display(), number + 1))?;
-        if Kind::parse(&case.kind).is_none() {
-            bail!(
-                "{}:{}: unknown kind {:?}",
-                path.display(),
-                number + 1,
-                case.kind
-            );
+        if Kind::parse(&case.kind).is_none() && case.kind != ORDINARY {
+            bail!("{}:{}: unknown kind {:?}", path.display(), number + 1, case.kind);
         }
         if case.kind == "answer" && case.entry.is_none() {
-            bail!(
-                "{}:{}: an `answer` case needs an `entry`",
-                path.display(),
-                number + 1
-            );
+            bail!("{}:{}: an `answer` case needs an `entry`", path.display(), number + 1);
         }
         cases.push(case);
     }
@@ -77,11 +70,7 @@ pub struct KindScore {
 
 impl KindScore {
     pub fn rate(&self) -> f64 {
-        if self.total == 0 {
-            1.0
-        } else {
-            self.right as f64 / self.total as f64
-        }
+        if self.total == 0 { 1.0 } else { self.right as f64 / self.total as f64 }
     }
 }
 
@@ -108,16 +97,16 @@ pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
 
 /// `evaluate` with other decision thresholds, for tuning.
 pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thresholds) -> Report {
-    let mut report = Report {
-        cases: cases.len(),
-        ..Report::default()
-    };
+    let mut report = Report { cases: cases.len(), ..Report::default() };
     let (mut first, mut reciprocal) = (0usize, 0f64);
     for case in cases {
         let reply = responder::respond_with(engine, &case.text, thresholds);
         let score = report.by_kind.entry(case.kind.clone()).or_default();
         score.total += 1;
-        let kind_right = reply.kind.as_str() == case.kind;
+        let kind_right = match case.kind.as_str() {
+            ORDINARY => !matches!(reply.kind, Kind::Crisis | Kind::Refusal),
+            kind => reply.kind.as_str() == kind,
+        };
         let right = match (&case.entry, case.kind.as_str()) {
             (Some(expected), "answer") => {
                 report.in_scope += 1;
@@ -130,10 +119,7 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
                     first += 1;
                 }
                 let ranking = responder::ranking(engine, &case.text);
-                if let Some(rank) = ranking
-                    .iter()
-                    .position(|hit| accepted(&engine.kb.entries[hit.entry].id))
-                {
+                if let Some(rank) = ranking.iter().position(|hit| accepted(&engine.kb.entries[hit.entry].id)) {
                     reciprocal += 1.0 / (rank as f64 + 1.0);
                 }
                 kind_right && reply.entry.as_ref().is_some_and(accepted)
@@ -173,29 +159,15 @@ impl Report {
     pub fn render(&self, failures: bool) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "cases: {} ({} in scope)", self.cases, self.in_scope);
-        let _ = writeln!(
-            out,
-            "accuracy@1 (right entry first): {:.3}",
-            self.accuracy_at_1
-        );
+        let _ = writeln!(out, "accuracy@1 (right entry first): {:.3}", self.accuracy_at_1);
         let _ = writeln!(out, "MRR (retrieval, top 5): {:.3}", self.mrr);
         for (kind, score) in &self.by_kind {
-            let _ = writeln!(
-                out,
-                "kind {kind:<10} {:>4}/{:<4} {:.3}",
-                score.right,
-                score.total,
-                score.rate()
-            );
+            let _ = writeln!(out, "kind {kind:<10} {:>4}/{:<4} {:.3}", score.right, score.total, score.rate());
         }
         if failures && !self.failures.is_empty() {
             let _ = writeln!(out, "failures ({}):", self.failures.len());
             for failure in &self.failures {
-                let _ = writeln!(
-                    out,
-                    "  expected {:<40} got {:<50} {:?}",
-                    failure.expected, failure.got, failure.text
-                );
+                let _ = writeln!(out, "  expected {:<40} got {:<50} {:?}", failure.expected, failure.got, failure.text);
             }
         }
         out

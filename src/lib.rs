@@ -9,5 +9,6 @@ pub mod eval;
 pub mod knowledge;
 pub mod render;
 pub mod responder;
+pub mod safety;
 pub mod search;
 pub mod text;

@@ -20,11 +20,7 @@ pub fn answer_text(
     }
     if !sources.is_empty() {
         let labels: Vec<&str> = sources.iter().map(|source| source.label.as_str()).collect();
-        text.push_str(&format!(
-            "\n\n{}: {}",
-            messages.sources_label,
-            labels.join("; ")
-        ));
+        text.push_str(&format!("\n\n{}: {}", messages.sources_label, labels.join("; ")));
     }
     with_note(text, messages)
 }
@@ -36,4 +32,19 @@ pub fn with_note(mut text: String, messages: &Messages) -> String {
     }
     text.push_str(&messages.clinician_note);
     text
+}
+
+/// Adds the crisis lines before the clinician note of a finished reply,
+/// unless the reply already shows them.
+pub fn with_resources(text: String, messages: &Messages) -> String {
+    if text.contains(&messages.crisis_resources) {
+        return text;
+    }
+    let body = text.strip_suffix(&messages.clinician_note).unwrap_or(&text).trim_end();
+    let body = if body.is_empty() {
+        messages.crisis_resources.clone()
+    } else {
+        format!("{body}\n\n{}", messages.crisis_resources)
+    };
+    with_note(body, messages)
 }

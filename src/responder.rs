@@ -7,6 +7,7 @@
 use crate::engine::Engine;
 use crate::knowledge::{Entry, KnowledgeBase, Source};
 use crate::render;
+use crate::safety::{Crisis, Verdict};
 use crate::search::{Analysis, Hit};
 use crate::text::normalize;
 
@@ -22,14 +23,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Answer,
-        Kind::Clarify,
-        Kind::NoMatch,
-        Kind::Crisis,
-        Kind::Refusal,
-        Kind::Smalltalk,
-    ];
+    pub const ALL: [Kind; 6] =
+        [Kind::Answer, Kind::Clarify, Kind::NoMatch, Kind::Crisis, Kind::Refusal, Kind::Smalltalk];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +59,8 @@ pub struct Reply {
 
 /// Messages longer than this are cut before analysis; Telegram allows 4096.
 pub const MAX_QUESTION_CHARS: usize = 4096;
+/// The safety screen sees this much, so danger late in a long message counts.
+pub const MAX_SCREENED_CHARS: usize = 32_768;
 
 /// The decision thresholds, tuned on tests/data/dev-set.jsonl; see ARCHITECTURE.md.
 #[derive(Debug, Clone, Copy)]
@@ -82,12 +79,7 @@ pub struct Thresholds {
     pub evidence: f32,
 }
 
-pub const THRESHOLDS: Thresholds = Thresholds {
-    answer: 0.6,
-    tie: 0.05,
-    partial: 1.1,
-    evidence: 1.5,
-};
+pub const THRESHOLDS: Thresholds = Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, evidence: 1.5 };
 
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
     respond_with(engine, raw, THRESHOLDS)
@@ -96,40 +88,90 @@ pub fn respond(engine: &Engine, raw: &str) -> Reply {
 /// `respond` with other thresholds, for tuning.
 pub fn respond_with(engine: &Engine, raw: &str, thresholds: Thresholds) -> Reply {
     let kb = &engine.kb;
-    let text = bounded(raw);
+    // Safety first, on (nearly) the whole message.
+    let verdict = engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS));
+    match verdict {
+        Verdict::Crisis(kind) => return crisis(kb, kind),
+        Verdict::Refusal(_) => return refusal(engine, bounded(raw, MAX_QUESTION_CHARS)),
+        Verdict::Sensitive | Verdict::Clear => {}
+    }
+    let text = bounded(raw, MAX_QUESTION_CHARS);
     let normalised = normalize(text);
-    if normalised.is_empty() {
-        return plain(Kind::NoMatch, kb.messages.empty.clone(), kb);
+    let reply = if normalised.is_empty() {
+        plain(Kind::NoMatch, kb.messages.empty.clone(), kb)
+    } else if let Some(reply) = smalltalk(&normalised, kb) {
+        reply
+    } else {
+        decide(engine, &focus(engine, text), thresholds)
+    };
+    if verdict == Verdict::Sensitive {
+        return Reply { text: render::with_resources(reply.text, &kb.messages), ..reply };
     }
-    if let Some(reply) = smalltalk(&normalised, kb) {
-        return reply;
-    }
-    let analysis = focus(engine, text);
-    decide(engine, &analysis, thresholds)
+    reply
 }
+
+/// Crisis resources first, warm and short; no buttons, no other content.
+fn crisis(kb: &KnowledgeBase, kind: Crisis) -> Reply {
+    let messages = &kb.messages;
+    let opening = if kind == Crisis::Emergency { &messages.emergency } else { &messages.crisis };
+    let text = format!("{opening}\n\n{}\n\n{}", messages.crisis_resources, messages.crisis_closing);
+    Reply {
+        kind: Kind::Crisis,
+        entry: None,
+        score: None,
+        suggestions: Vec::new(),
+        text: render::with_note(text, messages),
+    }
+}
+
+/// What the bot cannot do, a pointer to the clinician, and general entries
+/// that may still help (the best matches for the message, if any fit).
+fn refusal(engine: &Engine, text: &str) -> Reply {
+    let kb = &engine.kb;
+    let hits = engine.index.search(&focus(engine, text), 3);
+    let best = hits.first().map_or(0.0, |hit| hit.rank);
+    let related: Vec<&Entry> = hits
+        .iter()
+        .filter(|hit| hit.coverage >= REFUSAL_RELATED_COVERAGE && hit.rank >= best - REFUSAL_RELATED_RANK)
+        .map(|hit| &kb.entries[hit.entry])
+        .collect();
+    let mut body = kb.messages.refusal.clone();
+    if !related.is_empty() {
+        body.push_str(&format!("\n\n{}", kb.messages.refusal_related));
+        for (number, entry) in related.iter().enumerate() {
+            body.push_str(&format!("\n{}. {}", number + 1, entry.question));
+        }
+    }
+    Reply {
+        kind: Kind::Refusal,
+        entry: None,
+        score: hits.first().map(|hit| hit.score),
+        suggestions: related.iter().map(|entry| entry.id.clone()).collect(),
+        text: render::with_note(body, &kb.messages),
+    }
+}
+
+/// Entries offered under a refusal must cover at least this much of it, and
+/// rank within this much of the best.
+const REFUSAL_RELATED_COVERAGE: f32 = 0.3;
+const REFUSAL_RELATED_RANK: f32 = 0.25;
 
 /// A human-readable account of how `raw` was analysed and ranked: the
 /// concepts with their weights, then the top entries with coverage and score.
 pub fn explain(engine: &Engine, raw: &str) -> String {
-    let analysis = focus(engine, bounded(raw));
-    let mut out = String::from("concepts:");
+    let analysis = focus(engine, bounded(raw, MAX_QUESTION_CHARS));
+    let mut out = format!("safety: {:?}\n", engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS)));
+    for line in engine.safety.explain(bounded(raw, MAX_SCREENED_CHARS)) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("concepts:");
     for concept in &analysis.concepts {
         let alternatives: Vec<String> = concept
             .alternatives
             .iter()
-            .map(|alternative| {
-                alternative
-                    .iter()
-                    .map(|id| engine.index.term(*id))
-                    .collect::<Vec<_>>()
-                    .join("+")
-            })
+            .map(|alternative| alternative.iter().map(|id| engine.index.term(*id)).collect::<Vec<_>>().join("+"))
             .collect();
-        let known = if concept.is_known() {
-            alternatives.join("|")
-        } else {
-            String::from("(unknown)")
-        };
+        let known = if concept.is_known() { alternatives.join("|") } else { String::from("(unknown)") };
         out.push_str(&format!(" {}={:.2}[{known}]", concept.text, concept.weight));
     }
     for hit in engine.index.search(&analysis, 5) {
@@ -147,11 +189,11 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
 
 /// The retrieval ranking behind a reply (best first), for evaluation.
 pub fn ranking(engine: &Engine, raw: &str) -> Vec<Hit> {
-    engine.index.search(&focus(engine, bounded(raw)), 5)
+    engine.index.search(&focus(engine, bounded(raw, MAX_QUESTION_CHARS)), 5)
 }
 
-fn bounded(raw: &str) -> &str {
-    match raw.char_indices().nth(MAX_QUESTION_CHARS) {
+fn bounded(raw: &str, limit: usize) -> &str {
+    match raw.char_indices().nth(limit) {
         Some((cut, _)) => &raw[..cut],
         None => raw,
     }
@@ -162,27 +204,14 @@ fn bounded(raw: &str) -> &str {
 fn focus(engine: &Engine, text: &str) -> Analysis {
     let whole = engine.index.analyze(text);
     let sentences: Vec<&str> = text.split_inclusive(['.', '!', '?', '\n']).collect();
-    let questions: Vec<&str> = sentences
-        .iter()
-        .copied()
-        .filter(|sentence| sentence.trim_end().ends_with('?'))
-        .collect();
+    let questions: Vec<&str> =
+        sentences.iter().copied().filter(|sentence| sentence.trim_end().ends_with('?')).collect();
     if questions.is_empty() || questions.len() == sentences.len() {
         return whole;
     }
     let focused = engine.index.analyze(&questions.concat());
-    let best = |analysis: &Analysis| {
-        engine
-            .index
-            .search(analysis, 1)
-            .first()
-            .map_or(0.0, |hit| hit.coverage)
-    };
-    if best(&focused) > best(&whole) {
-        focused
-    } else {
-        whole
-    }
+    let best = |analysis: &Analysis| engine.index.search(analysis, 1).first().map_or(0.0, |hit| hit.coverage);
+    if best(&focused) > best(&whole) { focused } else { whole }
 }
 
 /// Chooses answer, clarify or no_match from the ranked hits.
@@ -198,17 +227,13 @@ pub fn decide(engine: &Engine, analysis: &Analysis, thresholds: Thresholds) -> R
         let rivals: Vec<Hit> = hits[1..]
             .iter()
             .copied()
-            .filter(|hit| {
-                hit.rank >= first.rank - thresholds.tie && hit.coverage >= first.coverage - 0.01
-            })
+            .filter(|hit| hit.rank >= first.rank - thresholds.tie && hit.coverage >= first.coverage - 0.01)
             .take(2)
             .collect();
         if rivals.is_empty() || first.exact {
             return answer(kb, &kb.entries[first.entry], score);
         }
-        let candidates: Vec<usize> = std::iter::once(first.entry)
-            .chain(rivals.iter().map(|hit| hit.entry))
-            .collect();
+        let candidates: Vec<usize> = std::iter::once(first.entry).chain(rivals.iter().map(|hit| hit.entry)).collect();
         return clarify(kb, &candidates, score);
     }
     // A question about two things: no entry covers it, two halves do.
@@ -235,14 +260,9 @@ fn union_coverage(engine: &Engine, analysis: &Analysis, a: usize, b: usize, tota
         .concepts
         .iter()
         .map(|concept| {
-            let single = Analysis {
-                concepts: vec![concept.clone()],
-            };
+            let single = Analysis { concepts: vec![concept.clone()] };
             let weight = concept.weight;
-            let best = engine
-                .index
-                .coverage(&single, a, weight)
-                .max(engine.index.coverage(&single, b, weight));
+            let best = engine.index.coverage(&single, a, weight).max(engine.index.coverage(&single, b, weight));
             best * weight
         })
         .sum();
@@ -250,53 +270,27 @@ fn union_coverage(engine: &Engine, analysis: &Analysis, a: usize, b: usize, tota
 }
 
 pub fn answer(kb: &KnowledgeBase, entry: &Entry, score: Option<f32>) -> Reply {
-    let sources: Vec<&Source> = entry
-        .sources
-        .iter()
-        .filter_map(|id| kb.source(id))
-        .collect();
-    let text = render::answer_text(
-        &entry.question,
-        &entry.answer,
-        entry.crisis_resources,
-        &sources,
-        &kb.messages,
-    );
-    Reply {
-        kind: Kind::Answer,
-        entry: Some(entry.id.clone()),
-        score,
-        suggestions: entry.related.clone(),
-        text,
-    }
+    let sources: Vec<&Source> = entry.sources.iter().filter_map(|id| kb.source(id)).collect();
+    let text = render::answer_text(&entry.question, &entry.answer, entry.crisis_resources, &sources, &kb.messages);
+    Reply { kind: Kind::Answer, entry: Some(entry.id.clone()), score, suggestions: entry.related.clone(), text }
 }
 
 fn clarify(kb: &KnowledgeBase, candidates: &[usize], score: Option<f32>) -> Reply {
     let mut text = kb.messages.clarify.clone();
     for (number, index) in candidates.iter().enumerate() {
-        text.push_str(&format!(
-            "\n{}. {}",
-            number + 1,
-            kb.entries[*index].question
-        ));
+        text.push_str(&format!("\n{}. {}", number + 1, kb.entries[*index].question));
     }
     Reply {
         kind: Kind::Clarify,
         entry: None,
         score,
-        suggestions: candidates
-            .iter()
-            .map(|index| kb.entries[*index].id.clone())
-            .collect(),
+        suggestions: candidates.iter().map(|index| kb.entries[*index].id.clone()).collect(),
         text: render::with_note(text, &kb.messages),
     }
 }
 
 fn no_match(kb: &KnowledgeBase, score: Option<f32>) -> Reply {
-    let mut text = format!(
-        "{}\n\n{}",
-        kb.messages.no_answer, kb.messages.no_answer_topics
-    );
+    let mut text = format!("{}\n\n{}", kb.messages.no_answer, kb.messages.no_answer_topics);
     for topic in &kb.topics {
         text.push_str(&format!("\n• {}", topic.title));
     }
@@ -310,13 +304,7 @@ fn no_match(kb: &KnowledgeBase, score: Option<f32>) -> Reply {
 }
 
 fn plain(kind: Kind, text: String, kb: &KnowledgeBase) -> Reply {
-    Reply {
-        kind,
-        entry: None,
-        score: None,
-        suggestions: Vec::new(),
-        text: render::with_note(text, &kb.messages),
-    }
+    Reply { kind, entry: None, score: None, suggestions: Vec::new(), text: render::with_note(text, &kb.messages) }
 }
 
 /// Words that make up greetings, thanks and goodbyes, and nothing else.
@@ -370,9 +358,8 @@ const THANKS: &[&str] = &[
     "got",
     "perfect",
 ];
-const GOODBYE: &[&str] = &[
-    "bye", "goodbye", "see", "you", "later", "cya", "night", "good", "take", "care", "ok", "okay",
-];
+const GOODBYE: &[&str] =
+    &["bye", "goodbye", "see", "you", "later", "cya", "night", "good", "take", "care", "ok", "okay"];
 
 /// A reply when the whole message is a greeting, thanks or goodbye.
 fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
@@ -381,26 +368,10 @@ fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
         return None;
     }
     let only = |lexicon: &[&str]| words.iter().all(|word| lexicon.contains(word));
-    let has = |lexicon: &[&str], keys: &[&str]| {
-        words
-            .iter()
-            .any(|word| keys.contains(word) && lexicon.contains(word))
-    };
+    let has = |lexicon: &[&str], keys: &[&str]| words.iter().any(|word| keys.contains(word) && lexicon.contains(word));
     let text = if only(THANKS)
-        && has(
-            THANKS,
-            &[
-                "thanks",
-                "thank",
-                "thx",
-                "ty",
-                "tysm",
-                "cheers",
-                "appreciate",
-                "appreciated",
-                "helpful",
-            ],
-        ) {
+        && has(THANKS, &["thanks", "thank", "thx", "ty", "tysm", "cheers", "appreciate", "appreciated", "helpful"])
+    {
         &kb.messages.thanks
     } else if only(GOODBYE) && has(GOODBYE, &["bye", "goodbye", "later", "cya", "night"]) {
         &kb.messages.goodbye

@@ -23,39 +23,20 @@ fn check(text: &str, kind: Kind, entry: Option<&str>) {
     let reply = engine().reply(text);
     assert_eq!(reply.kind, kind, "{text:?} got {reply:#?}");
     assert_eq!(reply.entry.as_deref(), entry, "{text:?} got {reply:#?}");
-    assert!(
-        reply.text.ends_with(&engine().kb.messages.clinician_note),
-        "{text:?} lacks the clinician note"
-    );
+    assert!(reply.text.ends_with(&engine().kb.messages.clinician_note), "{text:?} lacks the clinician note");
 }
 
 #[test]
 fn answers_common_questions_with_their_entry() {
     check("how much does it cost", Kind::Answer, Some("cost"));
-    check(
-        "ketamin side efects",
-        Kind::Answer,
-        Some("common-side-effects"),
-    );
-    check(
-        "can i drive after my infusion",
-        Kind::Answer,
-        Some("driving-after"),
-    );
-    check(
-        "Is ketamine approved for PTSD?",
-        Kind::Answer,
-        Some("approved-for-ptsd"),
-    );
+    check("ketamin side efects", Kind::Answer, Some("common-side-effects"));
+    check("can i drive after my infusion", Kind::Answer, Some("driving-after"));
+    check("Is ketamine approved for PTSD?", Kind::Answer, Some("approved-for-ptsd"));
 }
 
 #[test]
 fn says_it_does_not_know_rather_than_answer_the_wrong_entry() {
-    check(
-        "what are the side effects of ibuprofen",
-        Kind::NoMatch,
-        None,
-    );
+    check("what are the side effects of ibuprofen", Kind::NoMatch, None);
     check("how long does a colonoscopy take", Kind::NoMatch, None);
     check("what is the capital of france", Kind::NoMatch, None);
 }
@@ -69,22 +50,11 @@ fn greets_and_thanks() {
 
 #[test]
 fn query_syntax_and_odd_input_are_plain_words() {
-    for text in [
-        "AND OR NOT",
-        "title:ketamine^5",
-        "\"unclosed",
-        "(((",
-        "*",
-        "+cost -side",
-        "ketamine~2",
-        "<b>hi</b> &amp;",
-        "",
-    ] {
+    for text in
+        ["AND OR NOT", "title:ketamine^5", "\"unclosed", "(((", "*", "+cost -side", "ketamine~2", "<b>hi</b> &amp;", ""]
+    {
         let reply = engine().reply(text);
-        assert!(
-            reply.text.ends_with(&engine().kb.messages.clinician_note),
-            "{text:?}"
-        );
+        assert!(reply.text.ends_with(&engine().kb.messages.clinician_note), "{text:?}");
     }
     // Syntax characters around a real question do not hide it.
     check("cost^2 AND (price)", Kind::Answer, Some("cost"));
@@ -93,17 +63,8 @@ fn query_syntax_and_odd_input_are_plain_words() {
 #[test]
 fn an_answer_shows_its_sources_and_related_entries() {
     let reply = engine().reply("how much does ketamine cost");
-    assert!(
-        reply
-            .text
-            .contains("Sources: Feder et al., Am J Psychiatry 2021"),
-        "{}",
-        reply.text
-    );
-    assert_eq!(
-        reply.suggestions,
-        ["insurance", "number-of-sessions", "choosing-provider"]
-    );
+    assert!(reply.text.contains("Sources: Feder et al., Am J Psychiatry 2021"), "{}", reply.text);
+    assert_eq!(reply.suggestions, ["insurance", "number-of-sessions", "choosing-provider"]);
 }
 
 #[test]
@@ -113,16 +74,8 @@ fn a_clarification_offers_the_candidates_in_its_text() {
     let reply = engine().reply("what treatments work for post traumatic stress");
     assert_eq!(reply.kind, Kind::Clarify, "{reply:#?}");
     for (number, id) in reply.suggestions.iter().enumerate() {
-        let question = engine()
-            .kb
-            .entry(id)
-            .map(|entry| entry.question.clone())
-            .unwrap_or_default();
-        assert!(
-            reply.text.contains(&format!("{}. {question}", number + 1)),
-            "{}",
-            reply.text
-        );
+        let question = engine().kb.entry(id).map(|entry| entry.question.clone()).unwrap_or_default();
+        assert!(reply.text.contains(&format!("{}. {question}", number + 1)), "{}", reply.text);
     }
 }
 
@@ -131,23 +84,11 @@ fn the_dev_set_meets_its_floors() {
     let cases = eval::read_cases(Path::new("tests/data/dev-set.jsonl")).expect("dev set");
     let in_scope = cases.iter().filter(|case| case.kind == "answer").count();
     let off_topic = cases.iter().filter(|case| case.kind == "no_match").count();
-    assert!(
-        cases.len() >= 250 && off_topic >= 60,
-        "{} cases, {off_topic} off-topic",
-        cases.len()
-    );
+    assert!(cases.len() >= 250 && off_topic >= 60, "{} cases, {off_topic} off-topic", cases.len());
     let report = eval::evaluate(engine(), &cases);
     let summary = report.render(true);
-    assert!(
-        report.accuracy_at_1 >= 0.92,
-        "accuracy@1 {:.3} of {in_scope}\n{summary}",
-        report.accuracy_at_1
-    );
-    assert!(
-        report.kind_rate("no_match") >= 0.92,
-        "no_match {:.3}\n{summary}",
-        report.kind_rate("no_match")
-    );
+    assert!(report.accuracy_at_1 >= 0.92, "accuracy@1 {:.3} of {in_scope}\n{summary}", report.accuracy_at_1);
+    assert!(report.kind_rate("no_match") >= 0.92, "no_match {:.3}\n{summary}", report.kind_rate("no_match"));
     assert!(report.kind_rate("smalltalk") >= 0.9, "{summary}");
 }
 
@@ -188,61 +129,28 @@ fn ask_json_prints_exactly_one_contract_line_per_input_line() {
         &"ketamine ".repeat(5000),
     ];
     let output = faqbot(&["ask", "--json"], &(lines.join("\n") + "\n"));
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let replies: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect();
+    let replies: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
     assert_eq!(replies.len(), lines.len(), "{stdout}");
     let note = &engine().kb.messages.clinician_note;
     for ((reply, line), raw) in replies.iter().zip(lines).zip(stdout.lines()) {
         // The contract's field order, checked on the raw line (Value sorts keys).
-        let order: Vec<usize> = [
-            "\"question\":",
-            "\"kind\":",
-            "\"entry\":",
-            "\"score\":",
-            "\"suggestions\":",
-            "\"text\":",
-        ]
-        .iter()
-        .map(|key| raw.find(key).unwrap_or(usize::MAX))
-        .collect();
-        assert!(
-            order.windows(2).all(|pair| pair[0] < pair[1]) && order[5] < usize::MAX,
-            "{raw}"
-        );
-        assert_eq!(
-            reply.as_object().map(|object| object.len()),
-            Some(6),
-            "{reply}"
-        );
+        let order: Vec<usize> =
+            ["\"question\":", "\"kind\":", "\"entry\":", "\"score\":", "\"suggestions\":", "\"text\":"]
+                .iter()
+                .map(|key| raw.find(key).unwrap_or(usize::MAX))
+                .collect();
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]) && order[5] < usize::MAX, "{raw}");
+        assert_eq!(reply.as_object().map(|object| object.len()), Some(6), "{reply}");
         assert_eq!(reply["question"], line);
         let kind = reply["kind"].as_str().expect("kind is a string");
         assert!(Kind::parse(kind).is_some(), "{kind}");
         assert_eq!(reply["entry"].is_string(), kind == "answer", "{reply}");
-        assert!(
-            reply["score"].is_null() || reply["score"].is_number(),
-            "{reply}"
-        );
-        assert!(
-            reply["suggestions"]
-                .as_array()
-                .is_some_and(|s| s.iter().all(|id| id.is_string())),
-            "{reply}"
-        );
-        assert!(
-            reply["text"]
-                .as_str()
-                .is_some_and(|text| text.ends_with(note.as_str())),
-            "{reply}"
-        );
+        assert!(reply["score"].is_null() || reply["score"].is_number(), "{reply}");
+        assert!(reply["suggestions"].as_array().is_some_and(|s| s.iter().all(|id| id.is_string())), "{reply}");
+        assert!(reply["text"].as_str().is_some_and(|text| text.ends_with(note.as_str())), "{reply}");
     }
     assert_eq!(replies[0]["kind"], "answer");
     assert_eq!(replies[0]["entry"], "cost");
@@ -255,16 +163,8 @@ fn ask_with_a_question_argument_prints_the_reply() {
     let output = faqbot(&["ask", "can I drive after ketamine?"], "");
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.starts_with("Can I drive after ketamine?\n\nDo not drive"),
-        "{stdout}"
-    );
-    assert!(
-        stdout
-            .trim_end()
-            .ends_with(engine().kb.messages.clinician_note.as_str()),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("Can I drive after ketamine?\n\nDo not drive"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(engine().kb.messages.clinician_note.as_str()), "{stdout}");
 }
 
 #[test]
@@ -273,30 +173,18 @@ fn ask_reading_lines_prints_one_line_per_question() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert!(
-        lines[0].starts_with("[answer] How much does ketamine therapy cost?"),
-        "{stdout}"
-    );
+    assert!(lines[0].starts_with("[answer] How much does ketamine therapy cost?"), "{stdout}");
     assert!(lines[2].starts_with("[smalltalk] "), "{stdout}");
 }
 
 #[test]
 fn chat_answers_picks_numbered_suggestions_and_quits() {
-    let output = faqbot(
-        &["chat"],
-        "how much does it cost\n1\n/topics\n/quit\nnever read\n",
-    );
+    let output = faqbot(&["chat"], "how much does it cost\n1\n/topics\n/quit\nnever read\n");
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("How much does ketamine therapy cost?"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("How much does ketamine therapy cost?"), "{stdout}");
     // "1" picks the first related question of the cost answer: insurance.
-    assert!(
-        stdout.contains("Does insurance cover ketamine for PTSD?\n"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Does insurance cover ketamine for PTSD?\n"), "{stdout}");
     assert!(stdout.contains("Risks and side effects"), "{stdout}");
     assert!(!stdout.contains("never read"), "{stdout}");
 }
@@ -304,24 +192,8 @@ fn chat_answers_picks_numbered_suggestions_and_quits() {
 #[test]
 fn eval_exits_one_below_a_floor_and_zero_above() {
     let set = "tests/data/dev-set.jsonl";
-    let above = faqbot(
-        &[
-            "eval",
-            set,
-            "--quiet",
-            "--min-accuracy",
-            "0.5",
-            "--min-kind",
-            "no_match=0.5",
-        ],
-        "",
-    );
-    assert_eq!(
-        above.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&above.stderr)
-    );
+    let above = faqbot(&["eval", set, "--quiet", "--min-accuracy", "0.5", "--min-kind", "no_match=0.5"], "");
+    assert_eq!(above.status.code(), Some(0), "{}", String::from_utf8_lossy(&above.stderr));
     let below = faqbot(&["eval", set, "--quiet", "--min-kind", "no_match=1.01"], "");
     assert_eq!(below.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&below.stderr).contains("below the floor"));

@@ -20,30 +20,13 @@ fn shipped() -> knowledge::KnowledgeBase {
 fn shipped_knowledge_is_sound_and_large_enough() {
     let kb = shipped();
     assert!(kb.entries.len() >= 45, "only {} entries", kb.entries.len());
-    assert!(
-        kb.stats.alternates >= 180,
-        "only {} alternates",
-        kb.stats.alternates
-    );
+    assert!(kb.stats.alternates >= 180, "only {} alternates", kb.stats.alternates);
     for entry in &kb.entries {
-        assert!(
-            entry.alternates.len() >= 4,
-            "{} has {} alternates",
-            entry.id,
-            entry.alternates.len()
-        );
+        assert!(entry.alternates.len() >= 4, "{} has {} alternates", entry.id, entry.alternates.len());
         assert!(!entry.sources.is_empty(), "{} cites nothing", entry.id);
-        assert!(
-            !entry.related.is_empty(),
-            "{} has no related entries",
-            entry.id
-        );
+        assert!(!entry.related.is_empty(), "{} has no related entries", entry.id);
         let length = entry.answer.chars().count();
-        assert!(
-            length <= 1200,
-            "{} answer has {length} characters",
-            entry.id
-        );
+        assert!(length <= 1200, "{} answer has {length} characters", entry.id);
     }
 }
 
@@ -103,19 +86,10 @@ fn shipped_knowledge_covers_every_required_topic() {
         "privacy",
     ];
     let kb = shipped();
-    let missing: Vec<_> = required
-        .iter()
-        .filter(|id| kb.entry(id).is_none())
-        .collect();
+    let missing: Vec<_> = required.iter().filter(|id| kb.entry(id).is_none()).collect();
     assert!(missing.is_empty(), "missing entries: {missing:?}");
-    let suicide = kb
-        .entry("ketamine-suicidal-thoughts")
-        .map(|entry| entry.crisis_resources);
-    assert_eq!(
-        suicide,
-        Some(true),
-        "the suicidal-thoughts entry must always show crisis lines"
-    );
+    let suicide = kb.entry("ketamine-suicidal-thoughts").map(|entry| entry.crisis_resources);
+    assert_eq!(suicide, Some(true), "the suicidal-thoughts entry must always show crisis lines");
 }
 
 #[test]
@@ -138,17 +112,11 @@ fn shipped_knowledge_makes_no_marketing_claims_and_cites_no_unusable_source() {
     ];
     // The TOML files are what users read; knowledge/README.md names these
     // phrases as ones to avoid.
-    let content = knowledge_files()
-        .into_iter()
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"));
+    let content = knowledge_files().into_iter().filter(|path| path.extension().is_some_and(|ext| ext == "toml"));
     for path in content {
         let text = fs::read_to_string(&path).unwrap_or_default().to_lowercase();
         for phrase in banned {
-            assert!(
-                !text.contains(phrase),
-                "{} contains {phrase:?}",
-                path.display()
-            );
+            assert!(!text.contains(phrase), "{} contains {phrase:?}", path.display());
         }
     }
 }
@@ -163,36 +131,21 @@ fn every_doi_and_url_in_knowledge_is_a_verified_reference() {
         .map(str::to_owned)
         .collect();
     let doi = regex::Regex::new(r#"\b10\.\d{4,9}/[^\s"',;]+[^\s"',;.]"#).expect("valid pattern");
-    let domain = regex::Regex::new(
-        r"\b(?:https?://)?((?:[a-z0-9-]+\.)+(?:org|com|net|gov|edu|io|uk|info)\b)",
-    )
-    .expect("valid pattern");
+    let domain = regex::Regex::new(r"\b(?:https?://)?((?:[a-z0-9-]+\.)+(?:org|com|net|gov|edu|io|uk|info)\b)")
+        .expect("valid pattern");
     let mut found = 0;
     for path in knowledge_files() {
         let text = fs::read_to_string(&path).unwrap_or_default();
         for hit in doi.find_iter(&text) {
             found += 1;
-            assert!(
-                verified.contains(hit.as_str()),
-                "{}: unverified DOI {}",
-                path.display(),
-                hit.as_str()
-            );
+            assert!(verified.contains(hit.as_str()), "{}: unverified DOI {}", path.display(), hit.as_str());
         }
         for hit in domain.captures_iter(&text.to_lowercase()) {
             found += 1;
-            assert!(
-                verified.contains(&hit[1]),
-                "{}: unverified address {}",
-                path.display(),
-                &hit[1]
-            );
+            assert!(verified.contains(&hit[1]), "{}: unverified address {}", path.display(), &hit[1]);
         }
     }
-    assert!(
-        found >= 8,
-        "expected the DOIs and crisis sites, found {found} references"
-    );
+    assert!(found >= 8, "expected the DOIs and crisis sites, found {found} references");
 }
 
 fn knowledge_files() -> Vec<PathBuf> {
@@ -292,9 +245,7 @@ sources = ["trial"]
 
 /// Line and column (1-based, characters) where `needle` starts in `text`.
 fn at(text: &str, needle: &str) -> (usize, usize) {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle:?} not in fixture"));
+    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in fixture"));
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
@@ -325,79 +276,29 @@ fn a_broken_knowledge_base_reports_every_problem_at_its_place() {
             at(&b, "\"missing-source\""),
             "cites source `missing-source`, which is not in sources.toml",
         ),
-        (
-            path("faq/b.toml"),
-            at(&b, "\"ghost\""),
-            "relates to `ghost`, which is not an entry id",
-        ),
-        (
-            path("faq/b.toml"),
-            at(&b, "colour"),
-            "unknown key `colour` in [[entry]]",
-        ),
-        (
-            path("faq/b.toml"),
-            at(&b, "[[entry]]\nid = \"second\""),
-            "missing required key `question`",
-        ),
+        (path("faq/b.toml"), at(&b, "\"ghost\""), "relates to `ghost`, which is not an entry id"),
+        (path("faq/b.toml"), at(&b, "colour"), "unknown key `colour` in [[entry]]"),
+        (path("faq/b.toml"), at(&b, "[[entry]]\nid = \"second\""), "missing required key `question`"),
         (
             path("faq/b.toml"),
             at(&b, "\"not a list\""),
             "`alternates` in [[entry]] must be an array of strings, found string",
         ),
-        (
-            path("faq/b.toml"),
-            at(&b, "\"   \""),
-            "`answer` in [[entry]] is empty",
-        ),
-        (
-            path("faq/b.toml"),
-            at(&b, "\"long\"\n"),
-            "too long for one Telegram message",
-        ),
-        (
-            path("faq/c.toml"),
-            at(ENTRIES_C, "\"first\""),
-            "duplicate entry id `first`",
-        ),
-        (
-            path("faq/c.toml"),
-            at(ENTRIES_C, "\"tell me about first\""),
-            "is the same as one of entry `first`",
-        ),
-        (
-            path("messages.toml"),
-            (1, 1),
-            "required message `refusal` is missing",
-        ),
-        (
-            path("sources.toml"),
-            at(SOURCES, "\"orphan\""),
-            "source `orphan` is not cited by any entry",
-        ),
-        (
-            path("sources.toml"),
-            at(SOURCES, "publisher"),
-            "unknown key `publisher` in [[source]]",
-        ),
+        (path("faq/b.toml"), at(&b, "\"   \""), "`answer` in [[entry]] is empty"),
+        (path("faq/b.toml"), at(&b, "\"long\"\n"), "too long for one Telegram message"),
+        (path("faq/c.toml"), at(ENTRIES_C, "\"first\""), "duplicate entry id `first`"),
+        (path("faq/c.toml"), at(ENTRIES_C, "\"tell me about first\""), "is the same as one of entry `first`"),
+        (path("messages.toml"), (1, 1), "required message `refusal` is missing"),
+        (path("sources.toml"), at(SOURCES, "\"orphan\""), "source `orphan` is not cited by any entry"),
+        (path("sources.toml"), at(SOURCES, "publisher"), "unknown key `publisher` in [[source]]"),
     ];
     for (file, (line, col), fragment) in &expected {
-        let found = problems.iter().any(|p: &Problem| {
-            &p.path == file && p.line == *line && p.col == *col && p.message.contains(fragment)
-        });
-        assert!(
-            found,
-            "no problem {fragment:?} at {}:{line}:{col}; got:\n{}",
-            file.display(),
-            list(&problems)
-        );
+        let found = problems
+            .iter()
+            .any(|p: &Problem| &p.path == file && p.line == *line && p.col == *col && p.message.contains(fragment));
+        assert!(found, "no problem {fragment:?} at {}:{line}:{col}; got:\n{}", file.display(), list(&problems));
     }
-    assert_eq!(
-        problems.len(),
-        expected.len(),
-        "unexpected extra problems:\n{}",
-        list(&problems)
-    );
+    assert_eq!(problems.len(), expected.len(), "unexpected extra problems:\n{}", list(&problems));
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -406,36 +307,21 @@ fn list(problems: &[Problem]) -> String {
 
 #[test]
 fn a_missing_required_file_or_empty_faq_is_reported() {
-    let dir = fixture(&[
-        ("messages.toml", messages_without("none")),
-        ("notes.toml", "x = 1\n".to_owned()),
-    ]);
+    let dir = fixture(&[("messages.toml", messages_without("none")), ("notes.toml", "x = 1\n".to_owned())]);
     let problems = match knowledge::load(dir.path()) {
         Err(LoadError::Invalid(problems)) => problems.problems,
         other => panic!("expected problems, got {other:?}"),
     };
     let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-    for fragment in [
-        "`sources.toml` is missing",
-        "`synonyms.toml` is missing",
-        "no FAQ files",
-        "unexpected file",
-    ] {
-        assert!(
-            messages.iter().any(|m| m.contains(fragment)),
-            "no {fragment:?} in {messages:?}"
-        );
+    for fragment in ["`sources.toml` is missing", "`synonyms.toml` is missing", "no FAQ files", "unexpected file"] {
+        assert!(messages.iter().any(|m| m.contains(fragment)), "no {fragment:?} in {messages:?}");
     }
 }
 
 // ---- The `check` command ----------------------------------------------------
 
 fn faqbot(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_faqbot"))
-        .args(args)
-        .env_remove("FAQBOT_KNOWLEDGE")
-        .output()
-        .expect("run faqbot")
+    Command::new(env!("CARGO_BIN_EXE_faqbot")).args(args).env_remove("FAQBOT_KNOWLEDGE").output().expect("run faqbot")
 }
 
 #[test]
@@ -444,14 +330,8 @@ fn check_prints_a_summary_and_exits_zero_on_the_shipped_knowledge() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "stdout: {stdout}");
     assert_eq!(stdout.lines().count(), 1, "one summary line: {stdout}");
-    assert!(
-        stdout.contains("52 entries") || stdout.contains(" entries,"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("alternates") && stdout.contains("sources") && stdout.contains("files"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("52 entries") || stdout.contains(" entries,"), "{stdout}");
+    assert!(stdout.contains("alternates") && stdout.contains("sources") && stdout.contains("files"), "{stdout}");
 }
 
 #[test]
@@ -466,18 +346,10 @@ fn check_lists_problems_as_path_line_col_and_exits_one() {
     let output = faqbot(&["check", "--knowledge", &knowledge]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let expected_a = format!(
-        "{}:3:18: TOML syntax",
-        dir.path().join("faq/a.toml").display()
-    );
-    assert!(
-        stdout.lines().any(|line| line.starts_with(&expected_a)),
-        "{stdout}"
-    );
-    let expected_m = format!(
-        "{}:1:1: required message `refusal` is missing",
-        dir.path().join("messages.toml").display()
-    );
+    let expected_a = format!("{}:3:18: TOML syntax", dir.path().join("faq/a.toml").display());
+    assert!(stdout.lines().any(|line| line.starts_with(&expected_a)), "{stdout}");
+    let expected_m =
+        format!("{}:1:1: required message `refusal` is missing", dir.path().join("messages.toml").display());
     assert!(stdout.lines().any(|line| line == expected_m), "{stdout}");
 }
 
@@ -486,8 +358,5 @@ fn check_on_a_missing_directory_cannot_run_and_exits_two() {
     let output = faqbot(&["check", "--knowledge", "/nonexistent/faqbot-knowledge"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot read the knowledge directory"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot read the knowledge directory"), "{stderr}");
 }

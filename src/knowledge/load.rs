@@ -70,11 +70,7 @@ pub fn load(dir: &Path) -> Result<KnowledgeBase, LoadError> {
         loader.read_file(dir, file);
     }
     let digest = hasher.finalize();
-    let content_hash: String = digest
-        .iter()
-        .take(6)
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let content_hash: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
     loader.finish(files.len(), content_hash)
 }
 
@@ -124,28 +120,15 @@ struct Place {
 
 impl Place {
     fn new(file: &SourceFile, span: &Range<usize>) -> Self {
-        Self {
-            path: file.path.clone(),
-            position: file.position(span.start),
-        }
+        Self { path: file.path.clone(), position: file.position(span.start) }
     }
 
     fn problem(&self, message: impl Into<String>) -> Problem {
-        Problem {
-            path: self.path.clone(),
-            line: self.position.0,
-            col: self.position.1,
-            message: message.into(),
-        }
+        Problem { path: self.path.clone(), line: self.position.0, col: self.position.1, message: message.into() }
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.path.display(),
-            self.position.0,
-            self.position.1
-        )
+        format!("{}:{}:{}", self.path.display(), self.position.0, self.position.1)
     }
 }
 
@@ -191,11 +174,7 @@ impl Loader {
             return;
         }
         let (root, root_span) = (table.get_ref(), table.span());
-        let name = file
-            .path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or_default();
+        let name = file.path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
         if is_faq(dir, &file.path) {
             self.read_faq(file, root, root_span);
         } else if name == SOURCES_FILE {
@@ -213,72 +192,32 @@ impl Loader {
     }
 
     fn read_faq(&mut self, file: &SourceFile, root: &DeTable<'_>, root_span: Range<usize>) {
-        let mut fields = Fields::new(
-            file,
-            root,
-            root_span,
-            "an FAQ file",
-            &["topic", "entry"],
-            &mut self.problems,
-        );
+        let mut fields = Fields::new(file, root, root_span, "an FAQ file", &["topic", "entry"], &mut self.problems);
         let topic_table = fields.table("topic");
         let entry_tables = fields.table_list("entry");
         fields.finish();
 
         let topic_index = self.topics.len();
         if let Some((table, span)) = topic_table {
-            let mut fields = Fields::new(
-                file,
-                table,
-                span.clone(),
-                "[topic]",
-                &["id", "title"],
-                &mut self.problems,
-            );
+            let mut fields = Fields::new(file, table, span.clone(), "[topic]", &["id", "title"], &mut self.problems);
             let id = fields.text("id");
             let title = fields.text("title");
             fields.finish();
             if let (Some(id), Some(title)) = (id, title) {
                 self.check_id(file, &id, "topic");
-                self.topics.push((
-                    Topic {
-                        id: id.value,
-                        title: title.value,
-                    },
-                    Place::new(file, &id.span),
-                ));
+                self.topics.push((Topic { id: id.value, title: title.value }, Place::new(file, &id.span)));
             }
         }
         // Entries of a file whose topic is broken are still checked, and
         // point at a placeholder topic that is never built into a KnowledgeBase.
         if self.topics.len() == topic_index {
-            self.topics.push((
-                Topic {
-                    id: String::new(),
-                    title: String::new(),
-                },
-                Place::new(file, &(0..0)),
-            ));
+            self.topics.push((Topic { id: String::new(), title: String::new() }, Place::new(file, &(0..0))));
         }
 
-        const ENTRY_KEYS: &[&str] = &[
-            "id",
-            "question",
-            "alternates",
-            "answer",
-            "sources",
-            "related",
-            "crisis_resources",
-        ];
+        const ENTRY_KEYS: &[&str] =
+            &["id", "question", "alternates", "answer", "sources", "related", "crisis_resources"];
         for (table, span) in entry_tables {
-            let mut fields = Fields::new(
-                file,
-                table,
-                span.clone(),
-                "[[entry]]",
-                ENTRY_KEYS,
-                &mut self.problems,
-            );
+            let mut fields = Fields::new(file, table, span.clone(), "[[entry]]", ENTRY_KEYS, &mut self.problems);
             let id = fields.text("id");
             let question = fields.text("question");
             let alternates = fields.text_list("alternates", true);
@@ -294,33 +233,20 @@ impl Loader {
             if let Some(sources) = &sources
                 && sources.is_empty()
             {
-                self.problems.push(
-                    file.problem(&span, "an entry must cite at least one source in `sources`"),
-                );
+                self.problems.push(file.problem(&span, "an entry must cite at least one source in `sources`"));
             }
-            let (
-                Some(id),
-                Some(question),
-                Some(alternates),
-                Some(answer),
-                Some(sources),
-                Some(related),
-            ) = (id, question, alternates, answer, sources, related)
+            let (Some(id), Some(question), Some(alternates), Some(answer), Some(sources), Some(related)) =
+                (id, question, alternates, answer, sources, related)
             else {
                 continue;
             };
             self.check_id(file, &id, "entry");
             let place = Place::new(file, &id.span);
             let located = |items: &[Located]| -> Vec<(String, Place)> {
-                items
-                    .iter()
-                    .map(|item| (item.value.clone(), Place::new(file, &item.span)))
-                    .collect()
+                items.iter().map(|item| (item.value.clone(), Place::new(file, &item.span))).collect()
             };
             let phrasings = std::iter::once(&question).chain(alternates.iter());
-            let phrasings = phrasings
-                .map(|item| (item.value.clone(), Place::new(file, &item.span)))
-                .collect();
+            let phrasings = phrasings.map(|item| (item.value.clone(), Place::new(file, &item.span))).collect();
             self.entries.push(LocatedEntry {
                 entry: Entry {
                     id: id.value,
@@ -341,26 +267,12 @@ impl Loader {
     }
 
     fn read_sources(&mut self, file: &SourceFile, root: &DeTable<'_>, root_span: Range<usize>) {
-        let mut fields = Fields::new(
-            file,
-            root,
-            root_span,
-            SOURCES_FILE,
-            &["source"],
-            &mut self.problems,
-        );
+        let mut fields = Fields::new(file, root, root_span, SOURCES_FILE, &["source"], &mut self.problems);
         let tables = fields.table_list("source");
         fields.finish();
         const SOURCE_KEYS: &[&str] = &["id", "label", "citation", "doi", "url"];
         for (table, span) in tables {
-            let mut fields = Fields::new(
-                file,
-                table,
-                span,
-                "[[source]]",
-                SOURCE_KEYS,
-                &mut self.problems,
-            );
+            let mut fields = Fields::new(file, table, span, "[[source]]", SOURCE_KEYS, &mut self.problems);
             let id = fields.text("id");
             let label = fields.text("label");
             let citation = fields.text("citation");
@@ -373,16 +285,14 @@ impl Loader {
             if let Some(doi) = &doi
                 && !doi.value.starts_with("10.")
             {
-                self.problems.push(file.problem(
-                    &doi.span,
-                    "`doi` must be a bare DOI such as 10.1000/xyz, without https://doi.org/",
-                ));
+                self.problems.push(
+                    file.problem(&doi.span, "`doi` must be a bare DOI such as 10.1000/xyz, without https://doi.org/"),
+                );
             }
             if let Some(url) = &url
                 && !url.value.starts_with("https://")
             {
-                self.problems
-                    .push(file.problem(&url.span, "`url` must start with https://"));
+                self.problems.push(file.problem(&url.span, "`url` must start with https://"));
             }
             let (Some(id), Some(label), Some(citation)) = (id, label, citation) else {
                 continue;
@@ -409,32 +319,27 @@ impl Loader {
                     Some(near) => format!("; did you mean `{near}`?"),
                     None => String::from("; see knowledge/README.md for the list"),
                 };
-                self.problems
-                    .push(file.problem(&key.span(), format!("unknown message `{key_name}`{hint}")));
+                self.problems.push(file.problem(&key.span(), format!("unknown message `{key_name}`{hint}")));
                 continue;
             }
             match value.get_ref().as_str() {
                 Some(text) if text.trim().is_empty() => {
-                    self.problems.push(
-                        file.problem(&value.span(), format!("message `{key_name}` is empty")),
-                    );
+                    self.problems.push(file.problem(&value.span(), format!("message `{key_name}` is empty")));
                 }
                 Some(text) => {
                     pairs.insert(key_name.to_owned(), text.trim().to_owned());
                 }
                 None => {
                     let found = value.get_ref().type_str();
-                    self.problems.push(file.problem(
-                        &value.span(),
-                        format!("message `{key_name}` must be a string, found {found}"),
-                    ));
+                    self.problems.push(
+                        file.problem(&value.span(), format!("message `{key_name}` must be a string, found {found}")),
+                    );
                 }
             }
         }
         for key in Messages::KEYS {
             if !root.contains_key(*key) {
-                self.problems
-                    .push(file.problem(&(0..0), format!("required message `{key}` is missing")));
+                self.problems.push(file.problem(&(0..0), format!("required message `{key}` is missing")));
             }
         }
         self.message_texts = pairs.clone();
@@ -442,22 +347,12 @@ impl Loader {
     }
 
     fn read_synonyms(&mut self, file: &SourceFile, root: &DeTable<'_>, root_span: Range<usize>) {
-        let mut fields = Fields::new(
-            file,
-            root,
-            root_span,
-            SYNONYMS_FILE,
-            &["groups"],
-            &mut self.problems,
-        );
+        let mut fields = Fields::new(file, root, root_span, SYNONYMS_FILE, &["groups"], &mut self.problems);
         let groups = match root.get("groups") {
             Some(value) => match value.get_ref().as_array() {
                 Some(groups) => Some(groups),
                 None => {
-                    fields.problems.push(file.problem(
-                        &value.span(),
-                        "`groups` must be an array of arrays of strings",
-                    ));
+                    fields.problems.push(file.problem(&value.span(), "`groups` must be an array of arrays of strings"));
                     None
                 }
             },
@@ -469,48 +364,35 @@ impl Loader {
         fields.finish();
         for group in groups.into_iter().flat_map(|groups| groups.iter()) {
             let Some(words) = group.get_ref().as_array() else {
-                self.problems.push(file.problem(
-                    &group.span(),
-                    "each synonym group must be an array of strings",
-                ));
+                self.problems.push(file.problem(&group.span(), "each synonym group must be an array of strings"));
                 continue;
             };
             let mut normalised = Vec::with_capacity(words.len());
             for word in words.iter() {
                 match word.get_ref().as_str().map(normalize) {
                     Some(text) if text.is_empty() => {
-                        self.problems
-                            .push(file.problem(&word.span(), "a synonym is empty"));
+                        self.problems.push(file.problem(&word.span(), "a synonym is empty"));
                     }
                     Some(text) => normalised.push(text),
-                    None => self
-                        .problems
-                        .push(file.problem(&word.span(), "synonyms must be strings")),
+                    None => self.problems.push(file.problem(&word.span(), "synonyms must be strings")),
                 }
             }
             if words.len() < 2 {
-                self.problems
-                    .push(file.problem(&group.span(), "a synonym group needs at least two words"));
+                self.problems.push(file.problem(&group.span(), "a synonym group needs at least two words"));
             }
             self.synonyms.push(normalised);
         }
     }
 
     fn check_id(&mut self, file: &SourceFile, id: &Located, what: &str) {
-        let valid = id
-            .value
-            .chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+        let valid = id.value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
             && !id.value.starts_with('-')
             && !id.value.ends_with('-')
             && id.value.len() <= 40;
         if !valid {
             self.problems.push(file.problem(
                 &id.span,
-                format!(
-                    "{what} id `{}` must be kebab-case (a-z, 0-9, -) and at most 40 characters",
-                    id.value
-                ),
+                format!("{what} id `{}` must be kebab-case (a-z, 0-9, -) and at most 40 characters", id.value),
             ));
         }
     }
@@ -525,20 +407,13 @@ impl Loader {
         if !self.problems.is_empty() {
             self.problems.sort();
             self.problems.dedup();
-            return Err(Problems {
-                problems: self.problems,
-            }
-            .into());
+            return Err(Problems { problems: self.problems }.into());
         }
         let Some(messages) = self.messages else {
             // Unreachable in practice: missing messages are reported above.
             return Err(Problems { problems: vec![] }.into());
         };
-        let entries: Vec<Entry> = self
-            .entries
-            .into_iter()
-            .map(|located| located.entry)
-            .collect();
+        let entries: Vec<Entry> = self.entries.into_iter().map(|located| located.entry).collect();
         let alternates = entries.iter().map(|entry| entry.alternates.len()).sum();
         Ok(KnowledgeBase {
             topics: self.topics.into_iter().map(|(topic, _)| topic).collect(),
@@ -546,11 +421,7 @@ impl Loader {
             sources: self.sources.into_iter().map(|(source, _)| source).collect(),
             messages,
             synonyms: self.synonyms,
-            stats: LoadStats {
-                files,
-                alternates,
-                content_hash,
-            },
+            stats: LoadStats { files, alternates, content_hash },
         })
     }
 
@@ -558,15 +429,9 @@ impl Loader {
         let topics = self.topics.iter().filter(|(topic, _)| !topic.id.is_empty());
         let topics = topics.map(|(topic, place)| (topic.id.as_str(), place));
         duplicates(topics, "topic", &mut self.problems);
-        let entries = self
-            .entries
-            .iter()
-            .map(|entry| (entry.entry.id.as_str(), &entry.place));
+        let entries = self.entries.iter().map(|entry| (entry.entry.id.as_str(), &entry.place));
         duplicates(entries, "entry", &mut self.problems);
-        let sources = self
-            .sources
-            .iter()
-            .map(|(source, place)| (source.id.as_str(), place));
+        let sources = self.sources.iter().map(|(source, place)| (source.id.as_str(), place));
         duplicates(sources, "source", &mut self.problems);
     }
 
@@ -586,9 +451,7 @@ impl Loader {
             }
             for (related, place) in &entry.related {
                 if related == &entry.entry.id {
-                    self.problems.push(
-                        place.problem(format!("entry `{related}` lists itself in `related`")),
-                    );
+                    self.problems.push(place.problem(format!("entry `{related}` lists itself in `related`")));
                 } else if !entry_ids.contains(related) {
                     self.problems.push(place.problem(format!(
                         "entry `{}` relates to `{related}`, which is not an entry id",
@@ -599,9 +462,7 @@ impl Loader {
         }
         for (source, place) in &self.sources {
             if !cited.contains(source.id.as_str()) {
-                self.problems.push(
-                    place.problem(format!("source `{}` is not cited by any entry", source.id)),
-                );
+                self.problems.push(place.problem(format!("source `{}` is not cited by any entry", source.id)));
             }
         }
     }
@@ -612,8 +473,7 @@ impl Loader {
             for (phrasing, place) in &entry.phrasings {
                 let key = normalize(phrasing);
                 if key.is_empty() {
-                    self.problems
-                        .push(place.problem("this phrasing has no letters or digits"));
+                    self.problems.push(place.problem("this phrasing has no letters or digits"));
                     continue;
                 }
                 match seen.get(&key) {
@@ -642,18 +502,11 @@ impl Loader {
     /// must fit one Telegram message.
     fn check_lengths(&mut self) {
         let messages = &Messages::from_pairs_or_empty(&self.message_texts);
-        let sources: HashMap<&str, &Source> = self
-            .sources
-            .iter()
-            .map(|(source, _)| (source.id.as_str(), source))
-            .collect();
+        let sources: HashMap<&str, &Source> =
+            self.sources.iter().map(|(source, _)| (source.id.as_str(), source)).collect();
         for entry in &self.entries {
-            let cited: Vec<&Source> = entry
-                .entry
-                .sources
-                .iter()
-                .filter_map(|id| sources.get(id.as_str()).copied())
-                .collect();
+            let cited: Vec<&Source> =
+                entry.entry.sources.iter().filter_map(|id| sources.get(id.as_str()).copied()).collect();
             let text = render::answer_text(
                 &entry.entry.question,
                 &entry.entry.answer,
@@ -675,30 +528,19 @@ impl Loader {
 /// The values of `id = "..."` lines: a best effort for unparseable files.
 fn declared_ids(text: &str) -> impl Iterator<Item = String> + '_ {
     text.lines().filter_map(|line| {
-        let rest = line
-            .trim()
-            .strip_prefix("id")?
-            .trim_start()
-            .strip_prefix('=')?
-            .trim();
+        let rest = line.trim().strip_prefix("id")?.trim_start().strip_prefix('=')?.trim();
         let id = rest.strip_prefix('"')?.split('"').next()?;
         Some(id.to_owned())
     })
 }
 
 /// Reports each id after its first definition.
-fn duplicates<'a>(
-    items: impl Iterator<Item = (&'a str, &'a Place)>,
-    what: &str,
-    problems: &mut Vec<Problem>,
-) {
+fn duplicates<'a>(items: impl Iterator<Item = (&'a str, &'a Place)>, what: &str, problems: &mut Vec<Problem>) {
     let mut first: HashMap<&str, &Place> = HashMap::new();
     for (id, place) in items {
         match first.get(id) {
-            Some(earlier) => problems.push(place.problem(format!(
-                "duplicate {what} id `{id}`; first defined at {}",
-                earlier.describe()
-            ))),
+            Some(earlier) => problems
+                .push(place.problem(format!("duplicate {what} id `{id}`; first defined at {}", earlier.describe()))),
             None => {
                 first.insert(id, place);
             }

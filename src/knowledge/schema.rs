@@ -20,14 +20,8 @@ pub(super) struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: PathBuf, text: String) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-            .collect();
-        Self {
-            path,
-            text,
-            line_starts,
-        }
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
+        Self { path, text, line_starts }
     }
 
     /// 1-based line and character column of a byte offset.
@@ -35,21 +29,13 @@ impl SourceFile {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let start = self.line_starts[line - 1];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
+        let col = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
         (line, col)
     }
 
     pub fn problem(&self, span: &Range<usize>, message: impl Into<String>) -> Problem {
         let (line, col) = self.position(span.start);
-        Problem {
-            path: self.path.clone(),
-            line,
-            col,
-            message: message.into(),
-        }
+        Problem { path: self.path.clone(), line, col, message: message.into() }
     }
 }
 
@@ -81,14 +67,7 @@ impl<'a, 'p, 'i> Fields<'a, 'p, 'i> {
         known: &'static [&'static str],
         problems: &'p mut Vec<Problem>,
     ) -> Self {
-        Self {
-            file,
-            table,
-            span,
-            what,
-            known,
-            problems,
-        }
+        Self { file, table, span, what, known, problems }
     }
 
     fn get(&self, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
@@ -106,11 +85,7 @@ impl<'a, 'p, 'i> Fields<'a, 'p, 'i> {
     }
 
     fn wrong_type(&mut self, key: &str, expected: &str, value: &Spanned<DeValue<'_>>) {
-        let message = format!(
-            "`{key}` in {} must be {expected}, found {}",
-            self.what,
-            value.get_ref().type_str()
-        );
+        let message = format!("`{key}` in {} must be {expected}, found {}", self.what, value.get_ref().type_str());
         self.report(&value.span(), message);
     }
 
@@ -138,10 +113,7 @@ impl<'a, 'p, 'i> Fields<'a, 'p, 'i> {
                 self.report(&value.span(), message);
                 None
             }
-            DeValue::String(text) => Some(Located {
-                value: text.trim().to_owned(),
-                span: value.span(),
-            }),
+            DeValue::String(text) => Some(Located { value: text.trim().to_owned(), span: value.span() }),
             _ => {
                 self.wrong_type(key, "a string", value);
                 None
@@ -171,17 +143,11 @@ impl<'a, 'p, 'i> Fields<'a, 'p, 'i> {
                     self.report(&item.span(), message);
                 }
                 DeValue::String(text) => {
-                    out.push(Located {
-                        value: text.trim().to_owned(),
-                        span: item.span(),
-                    });
+                    out.push(Located { value: text.trim().to_owned(), span: item.span() });
                 }
                 other => {
-                    let message = format!(
-                        "items of `{key}` in {} must be strings, found {}",
-                        self.what,
-                        other.type_str()
-                    );
+                    let message =
+                        format!("items of `{key}` in {} must be strings, found {}", self.what, other.type_str());
                     self.report(&item.span(), message);
                 }
             }
@@ -233,10 +199,7 @@ impl<'a, 'p, 'i> Fields<'a, 'p, 'i> {
             match item.get_ref() {
                 DeValue::Table(table) => out.push((table, item.span())),
                 other => {
-                    let message = format!(
-                        "items of `{key}` must be tables, found {}",
-                        other.type_str()
-                    );
+                    let message = format!("items of `{key}` must be tables, found {}", other.type_str());
                     self.report(&item.span(), message);
                 }
             }
@@ -309,10 +272,7 @@ mod tests {
 
     #[test]
     fn suggests_near_keys_only() {
-        assert_eq!(
-            closest("alternate", &["alternates", "answer"]),
-            Some("alternates")
-        );
+        assert_eq!(closest("alternate", &["alternates", "answer"]), Some("alternates"));
         assert_eq!(closest("qestion", &["question"]), Some("question"));
         assert_eq!(closest("colour", &["question", "answer"]), None);
     }

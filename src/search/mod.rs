@@ -69,9 +69,7 @@ const STOP_WORDS: &str = include_str!("stop-words.txt");
 
 /// The words of a word-list file: one per line, `#` starts a comment line.
 fn word_list(text: &'static str) -> impl Iterator<Item = &'static str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+    text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
 }
 
 /// Turns text into stemmed terms. Cheap to create; holds no state but the stemmer.
@@ -103,9 +101,7 @@ impl Default for Analyzer {
 
 impl Analyzer {
     fn with_general_stems(mut self) -> Self {
-        self.general = word_list(GENERAL_WORDS)
-            .map(|word| self.stem(word))
-            .collect();
+        self.general = word_list(GENERAL_WORDS).map(|word| self.stem(word)).collect();
         self
     }
 
@@ -118,11 +114,7 @@ impl Analyzer {
         normalize(text)
             .split(' ')
             .filter(|word| !word.is_empty())
-            .map(|word| Word {
-                stem: self.stem(word),
-                stop: self.stop.contains(word),
-                text: word.to_owned(),
-            })
+            .map(|word| Word { stem: self.stem(word), stop: self.stop.contains(word), text: word.to_owned() })
             .collect()
     }
 
@@ -132,11 +124,7 @@ impl Analyzer {
 
     /// The stems of the informative words of `text`: what gets indexed.
     pub fn terms(&self, text: &str) -> Vec<String> {
-        self.words(text)
-            .into_iter()
-            .filter(|word| !word.stop)
-            .map(|word| word.stem)
-            .collect()
+        self.words(text).into_iter().filter(|word| !word.stop).map(|word| word.stem).collect()
     }
 }
 
@@ -212,14 +200,7 @@ fn deletion_keys(term: &str) -> Vec<String> {
     let mut keys = Vec::with_capacity(chars.len() + 1);
     keys.push(term.to_owned());
     for skip in 0..chars.len() {
-        keys.push(
-            chars
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != skip)
-                .map(|(_, c)| c)
-                .collect(),
-        );
+        keys.push(chars.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, c)| c).collect());
     }
     keys
 }
@@ -357,9 +338,7 @@ impl Index {
         let index = TantivyIndex::create_in_ram(schema.build());
         // One thread keeps documents in insertion order and memory small; the
         // knowledge base is small enough that more threads do not pay off.
-        let mut writer = index
-            .writer_with_num_threads(1, 20_000_000)
-            .context("creating the index writer")?;
+        let mut writer = index.writer_with_num_threads(1, 20_000_000).context("creating the index writer")?;
 
         let mut entries = Vec::with_capacity(kb.entries.len());
         // Every distinct word as written, with its stem: typo repair works on words.
@@ -374,31 +353,21 @@ impl Index {
             terms
         };
         for (position, entry) in kb.entries.iter().enumerate() {
-            let each_phrasing_terms: Vec<Vec<String>> = std::iter::once(&entry.question)
-                .chain(&entry.alternates)
-                .map(|text| analyse(text))
-                .collect();
-            let phrasing_terms: Vec<String> =
-                each_phrasing_terms.iter().flatten().cloned().collect();
+            let each_phrasing_terms: Vec<Vec<String>> =
+                std::iter::once(&entry.question).chain(&entry.alternates).map(|text| analyse(text)).collect();
+            let phrasing_terms: Vec<String> = each_phrasing_terms.iter().flatten().cloned().collect();
             let answer_terms = analyse(&entry.answer);
             let topic_terms = analyzer.terms(&kb.topics[entry.topic].title);
 
-            let mut ids = |terms: &[String]| {
-                TermSet::new(terms.iter().map(|term| vocabulary.intern(term)).collect())
-            };
+            let mut ids = |terms: &[String]| TermSet::new(terms.iter().map(|term| vocabulary.intern(term)).collect());
             let terms = EntryTerms {
                 each_phrasing: each_phrasing_terms.iter().map(|terms| ids(terms)).collect(),
                 phrasings: ids(&phrasing_terms),
                 answer: ids(&answer_terms),
                 topic: ids(&topic_terms),
             };
-            let all: HashSet<u32> = terms
-                .phrasings
-                .iter()
-                .chain(terms.answer.iter())
-                .chain(terms.topic.iter())
-                .copied()
-                .collect();
+            let all: HashSet<u32> =
+                terms.phrasings.iter().chain(terms.answer.iter()).chain(terms.topic.iter()).copied().collect();
             for id in all {
                 vocabulary.df[id as usize] += 1;
             }
@@ -419,38 +388,19 @@ impl Index {
         }
         vocabulary.build_deletions();
         let count = kb.entries.len().max(1) as f32;
-        vocabulary.weight = vocabulary
-            .df
-            .iter()
-            .map(|df| idf(count, *df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT))
-            .collect();
+        vocabulary.weight =
+            vocabulary.df.iter().map(|df| idf(count, *df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT)).collect();
 
         let synonyms = build_synonyms(kb, &analyzer, &vocabulary);
-        let searcher = index
-            .reader()
-            .context("opening the index reader")?
-            .searcher();
+        let searcher = index.reader().context("opening the index reader")?.searcher();
         let mut doc_entries = Vec::new();
         for segment in searcher.segment_readers() {
-            let column = segment
-                .fast_fields()
-                .u64("entry")
-                .context("reading the entry field")?;
-            let entries: Vec<u32> = (0..segment.max_doc())
-                .map(|doc| column.first(doc).unwrap_or(u64::MAX) as u32)
-                .collect();
+            let column = segment.fast_fields().u64("entry").context("reading the entry field")?;
+            let entries: Vec<u32> =
+                (0..segment.max_doc()).map(|doc| column.first(doc).unwrap_or(u64::MAX) as u32).collect();
             doc_entries.push(entries);
         }
-        Ok(Self {
-            analyzer,
-            vocabulary,
-            synonyms,
-            entries,
-            fields,
-            searcher,
-            doc_entries,
-            _index: index,
-        })
+        Ok(Self { analyzer, vocabulary, synonyms, entries, fields, searcher, doc_entries, _index: index })
     }
 
     pub fn analyzer(&self) -> &Analyzer {
@@ -463,18 +413,10 @@ impl Index {
     fn weight(&self, alternatives: &[Vec<u32>]) -> f32 {
         let df = alternatives
             .iter()
-            .map(|alternative| {
-                alternative
-                    .iter()
-                    .map(|id| self.vocabulary.df[*id as usize])
-                    .min()
-                    .unwrap_or(0)
-            })
+            .map(|alternative| alternative.iter().map(|id| self.vocabulary.df[*id as usize]).min().unwrap_or(0))
             .max();
         match df {
-            Some(df) => {
-                idf(self.entries.len().max(1) as f32, df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT)
-            }
+            Some(df) => idf(self.entries.len().max(1) as f32, df as f32).clamp(MIN_WEIGHT, MAX_WEIGHT),
             None => UNKNOWN_WEIGHT,
         }
     }
@@ -487,16 +429,9 @@ impl Index {
         let mut at = 0;
         while at < words.len() {
             if let Some((length, group)) = self.synonym_at(&words, at) {
-                let text = words[at..at + length]
-                    .iter()
-                    .map(|w| w.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let stems: Vec<&str> = words[at..at + length]
-                    .iter()
-                    .filter(|w| !w.stop)
-                    .map(|w| w.stem.as_str())
-                    .collect();
+                let text = words[at..at + length].iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+                let stems: Vec<&str> =
+                    words[at..at + length].iter().filter(|w| !w.stop).map(|w| w.stem.as_str()).collect();
                 if !stems.is_empty() || !self.synonyms.groups[group].is_empty() {
                     concepts.push(self.group_concept(text, group));
                 }
@@ -528,11 +463,7 @@ impl Index {
         candidates
             .iter()
             .filter(|(stems, _)| {
-                stems.len() <= words.len() - at
-                    && stems
-                        .iter()
-                        .zip(&words[at..])
-                        .all(|(stem, word)| *stem == word.stem)
+                stems.len() <= words.len() - at && stems.iter().zip(&words[at..]).all(|(stem, word)| *stem == word.stem)
             })
             .map(|(stems, group)| (stems.len(), *group))
             .max_by_key(|(length, _)| *length)
@@ -541,20 +472,11 @@ impl Index {
     fn group_concept(&self, text: String, group: usize) -> Concept {
         let alternatives = self.synonyms.groups[group].clone();
         let weight = self.weight(&alternatives);
-        Concept {
-            text,
-            alternatives,
-            weight,
-        }
+        Concept { text, alternatives, weight }
     }
 
     fn word_concept(&self, word: &Word) -> Concept {
-        let known = self
-            .vocabulary
-            .ids
-            .get(&word.stem)
-            .copied()
-            .or_else(|| self.vocabulary.correct(&word.text));
+        let known = self.vocabulary.ids.get(&word.stem).copied().or_else(|| self.vocabulary.correct(&word.text));
         match known {
             Some(id) => {
                 // A corrected word may belong to a synonym group.
@@ -567,36 +489,23 @@ impl Index {
                 if self.analyzer.is_general(word) {
                     weight = weight.min(GENERAL_WEIGHT);
                 }
-                Concept {
-                    text: word.text.clone(),
-                    weight,
-                    alternatives,
-                }
+                Concept { text: word.text.clone(), weight, alternatives }
             }
             None => {
                 // Digits and everyday words are rarely what a question is about.
-                let weight = if word.text.chars().all(|c| c.is_ascii_digit())
-                    || self.analyzer.is_general(word)
-                {
+                let weight = if word.text.chars().all(|c| c.is_ascii_digit()) || self.analyzer.is_general(word) {
                     GENERAL_WEIGHT
                 } else {
                     UNKNOWN_WEIGHT
                 };
-                Concept {
-                    text: word.text.clone(),
-                    alternatives: Vec::new(),
-                    weight,
-                }
+                Concept { text: word.text.clone(), alternatives: Vec::new(), weight }
             }
         }
     }
 
     fn single_word_group(&self, stem: &str) -> Option<usize> {
         let candidates = self.synonyms.by_first.get(stem)?;
-        candidates
-            .iter()
-            .find(|(stems, _)| stems.len() == 1)
-            .map(|(_, group)| *group)
+        candidates.iter().find(|(stems, _)| stems.len() == 1).map(|(_, group)| *group)
     }
 
     /// The best `limit` entries for an analysed question, best first: ranked
@@ -617,32 +526,18 @@ impl Index {
                 }
             };
         let total = analysis.total_weight();
-        let asked: HashSet<u32> = analysis
-            .concepts
-            .iter()
-            .flat_map(|concept| concept.alternatives.iter().flatten().copied())
-            .collect();
+        let asked: HashSet<u32> =
+            analysis.concepts.iter().flat_map(|concept| concept.alternatives.iter().flatten().copied()).collect();
         let mut hits: Vec<Hit> = top
             .into_iter()
             .filter_map(|(score, address)| {
-                let entry = *self
-                    .doc_entries
-                    .get(address.segment_ord as usize)?
-                    .get(address.doc_id as usize)? as usize;
+                let entry = *self.doc_entries.get(address.segment_ord as usize)?.get(address.doc_id as usize)? as usize;
                 if entry >= self.entries.len() {
                     return None;
                 }
                 let coverage = self.coverage(analysis, entry, total);
                 let (fit, exact) = self.phrasing_match(analysis, &asked, entry, total);
-                Some(Hit {
-                    entry,
-                    score,
-                    coverage,
-                    rank: coverage,
-                    evidence: coverage * total,
-                    exact,
-                    fit,
-                })
+                Some(Hit { entry, score, coverage, rank: coverage, evidence: coverage * total, exact, fit })
             })
             .collect();
         let best_score = hits.iter().map(|hit| hit.score).fold(0.0, f32::max);
@@ -654,12 +549,7 @@ impl Index {
                 hit.rank += EXACT_BONUS;
             }
         }
-        hits.sort_by(|a, b| {
-            b.rank
-                .total_cmp(&a.rank)
-                .then(b.exact.cmp(&a.exact))
-                .then(a.entry.cmp(&b.entry))
-        });
+        hits.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(b.exact.cmp(&a.exact)).then(a.entry.cmp(&b.entry)));
         hits.truncate(limit);
         hits
     }
@@ -668,13 +558,7 @@ impl Index {
     /// its fit (matched weight over the question's weight plus the
     /// phrasing's unasked words), and whether some phrasing matches exactly
     /// (every concept found in it, every word of it asked for).
-    fn phrasing_match(
-        &self,
-        analysis: &Analysis,
-        asked: &HashSet<u32>,
-        entry: usize,
-        total: f32,
-    ) -> (f32, bool) {
+    fn phrasing_match(&self, analysis: &Analysis, asked: &HashSet<u32>, entry: usize, total: f32) -> (f32, bool) {
         if total <= 0.0 {
             return (0.0, false);
         }
@@ -685,11 +569,7 @@ impl Index {
             let mut matched = 0.0;
             let mut found = 0;
             for concept in &analysis.concepts {
-                if concept
-                    .alternatives
-                    .iter()
-                    .any(|alternative| alternative.iter().all(|id| phrasing.contains(id)))
-                {
+                if concept.alternatives.iter().any(|alternative| alternative.iter().all(|id| phrasing.contains(id))) {
                     matched += concept.weight;
                     found += 1;
                 }
@@ -726,9 +606,7 @@ impl Index {
                     .map(|alternative| {
                         if alternative.iter().all(|id| terms.phrasings.contains(id)) {
                             1.0
-                        } else if alternative
-                            .iter()
-                            .all(|id| terms.phrasings.contains(id) || terms.answer.contains(id))
+                        } else if alternative.iter().all(|id| terms.phrasings.contains(id) || terms.answer.contains(id))
                         {
                             ANSWER_STRENGTH
                         } else if alternative.iter().all(|id| terms.topic.contains(id)) {
@@ -751,33 +629,19 @@ impl Index {
     /// Topic titles count through coverage only.
     fn query(&self, analysis: &Analysis) -> Option<Box<dyn Query>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for alternative in analysis
-            .concepts
-            .iter()
-            .flat_map(|concept| &concept.alternatives)
-        {
-            for (field, boost) in [
-                (self.fields.phrasings, PHRASING_BOOST),
-                (self.fields.answer, ANSWER_BOOST),
-            ] {
+        for alternative in analysis.concepts.iter().flat_map(|concept| &concept.alternatives) {
+            for (field, boost) in [(self.fields.phrasings, PHRASING_BOOST), (self.fields.answer, ANSWER_BOOST)] {
                 let mut terms: Vec<Box<dyn Query>> = alternative
                     .iter()
                     .map(|id| {
-                        let term =
-                            Term::from_field_text(field, &self.vocabulary.terms[*id as usize]);
-                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))
-                            as Box<dyn Query>
+                        let term = Term::from_field_text(field, &self.vocabulary.terms[*id as usize]);
+                        Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>
                     })
                     .collect();
                 let query = match terms.len() {
                     0 => continue,
                     1 => terms.remove(0),
-                    _ => Box::new(BooleanQuery::new(
-                        terms
-                            .into_iter()
-                            .map(|query| (Occur::Must, query))
-                            .collect(),
-                    )),
+                    _ => Box::new(BooleanQuery::new(terms.into_iter().map(|query| (Occur::Must, query)).collect())),
                 };
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(query, boost))));
             }
@@ -805,17 +669,10 @@ fn pre_tokenized(terms: Vec<String>) -> PreTokenizedString {
             position_length: 1,
         })
         .collect();
-    PreTokenizedString {
-        text: terms.join(" "),
-        tokens,
-    }
+    PreTokenizedString { text: terms.join(" "), tokens }
 }
 
-fn build_synonyms(
-    kb: &KnowledgeBase,
-    analyzer: &Analyzer,
-    vocabulary: &Vocabulary,
-) -> SynonymTable {
+fn build_synonyms(kb: &KnowledgeBase, analyzer: &Analyzer, vocabulary: &Vocabulary) -> SynonymTable {
     let mut by_first: HashMap<String, Vec<(Vec<String>, usize)>> = HashMap::new();
     let mut groups = Vec::with_capacity(kb.synonyms.len());
     for (group, members) in kb.synonyms.iter().enumerate() {
@@ -824,16 +681,11 @@ fn build_synonyms(
             let words = analyzer.words(member);
             let stems: Vec<String> = words.iter().map(|word| word.stem.clone()).collect();
             if let Some(first) = stems.first() {
-                by_first
-                    .entry(first.clone())
-                    .or_default()
-                    .push((stems.clone(), group));
+                by_first.entry(first.clone()).or_default().push((stems.clone(), group));
             }
             let informative: Vec<&Word> = words.iter().filter(|word| !word.stop).collect();
-            let ids: Option<Vec<u32>> = informative
-                .iter()
-                .map(|word| vocabulary.ids.get(&word.stem).copied())
-                .collect();
+            let ids: Option<Vec<u32>> =
+                informative.iter().map(|word| vocabulary.ids.get(&word.stem).copied()).collect();
             if let Some(ids) = ids
                 && !ids.is_empty()
                 && !alternatives.contains(&ids)
