@@ -12,9 +12,15 @@ use std::path::Path;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
 use crate::engine::Engine;
 use crate::eval;
 use crate::knowledge::{self, LoadError};
+use crate::telegram;
 
 /// Exit code when the command ran and found problems (or fell below a floor).
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -66,6 +72,21 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the Telegram bot (token from TELOXIDE_TOKEN; API URL from TELOXIDE_API_URL).
+    Serve {
+        /// Receive updates by webhook at this public URL instead of long polling.
+        #[arg(long, value_name = "URL", requires = "listen")]
+        webhook_url: Option<String>,
+        /// Local address for the webhook server (behind your reverse proxy).
+        #[arg(long, value_name = "ADDR", requires = "webhook_url")]
+        listen: Option<std::net::SocketAddr>,
+        /// Messages one person may send per minute before the flood guard steps in.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        flood_limit: usize,
+        /// Do not throttle to Telegram's rate limits (for load tests against a fake API only).
+        #[arg(long, hide = true)]
+        no_throttle: bool,
+    },
     /// Measure index build time, answer latency, throughput and memory.
     Bench {
         /// The questions to time (a labelled JSONL set).
@@ -100,7 +121,7 @@ fn parse_kind_floor(text: &str) -> Result<(String, f64), String> {
 /// Parses the process arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve { .. }));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
@@ -110,9 +131,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(serving: bool) {
+    // A server reports what it does; the other commands only their problems.
+    let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Logs go to standard error so that standard output stays machine-readable.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
@@ -125,6 +148,23 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Chat => {
             let engine = Engine::load(&cli.knowledge)?;
             crate::chat::run(&engine)?;
+            Ok(0)
+        }
+        Command::Serve { webhook_url, listen, flood_limit, no_throttle } => {
+            let Some(token) = std::env::var("TELOXIDE_TOKEN").ok().filter(|token| !token.trim().is_empty()) else {
+                eprintln!(
+                    "faqbot: TELOXIDE_TOKEN is not set: create a bot with @BotFather and run `TELOXIDE_TOKEN=<token> faqbot serve` (`faqbot chat` needs no token)"
+                );
+                return Ok(EXIT_FAILURE);
+            };
+            let mut options = telegram::Options::new(token);
+            options.api_url = std::env::var("TELOXIDE_API_URL").ok().filter(|url| !url.trim().is_empty());
+            options.flood_per_minute = *flood_limit;
+            options.throttle = !no_throttle;
+            if let (Some(url), Some(listen)) = (webhook_url, listen) {
+                options.webhook = Some(telegram::Webhook { url: url.clone(), listen: *listen });
+            }
+            serve(&cli.knowledge, options)?;
             Ok(0)
         }
         Command::Bench { questions, medquad, scales } => {
@@ -164,6 +204,53 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             eprintln!("faqbot eval: below the floor: {}", below.join("; "));
             Ok(EXIT_PROBLEMS)
         }
+    }
+}
+
+/// Runs the bot until SIGINT or SIGTERM; replies in flight are finished, and
+/// the process stops at most 5 s after the signal.
+fn serve(dir: &Path, options: telegram::Options) -> anyhow::Result<()> {
+    let engine = Engine::load(dir)?;
+    tracing::info!("knowledge: {}", engine.kb.summary());
+    let engine = Arc::new(ArcSwap::from_pointee(engine));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(());
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            tracing::warn!("replies still in flight after 5 s; stopping anyway");
+            std::process::exit(0);
+        });
+        telegram::serve(engine, options, async move {
+            let _ = stopped.await;
+        })
+        .await
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -88,6 +88,8 @@ pub fn respond(engine: &Engine, raw: &str) -> Reply {
 /// `respond` with other thresholds, for tuning.
 pub fn respond_with(engine: &Engine, raw: &str, thresholds: Thresholds) -> Reply {
     let kb = &engine.kb;
+    // Pasted markup reads as the words it wraps.
+    let raw = &*crate::text::strip_markup(raw);
     // Safety first, on (nearly) the whole message.
     let verdict = engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS));
     match verdict {

@@ -136,6 +136,16 @@ messages! {
     empty,
     sources_label,
     related_label,
+    /// Telegram: unknown commands.
+    unknown_command,
+    /// Telegram: the flood guard's one notice.
+    flood,
+    /// Telegram: after a 👍 or 👎.
+    feedback_thanks,
+    /// Telegram: above the topic buttons.
+    topics_intro,
+    /// Telegram: `/ask` with nothing after it.
+    ask_usage,
 }
 
 impl KnowledgeBase {

@@ -493,7 +493,10 @@ impl Index {
             }
             None => {
                 // Digits and everyday words are rarely what a question is about.
-                let weight = if word.text.chars().all(|c| c.is_ascii_digit()) || self.analyzer.is_general(word) {
+                let weight = if word.text.chars().all(|c| c.is_ascii_digit())
+                    || word.text.chars().count() <= 2
+                    || self.analyzer.is_general(word)
+                {
                     GENERAL_WEIGHT
                 } else {
                     UNKNOWN_WEIGHT

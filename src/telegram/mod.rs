@@ -1,0 +1,223 @@
+//! The Telegram bot: the only module that imports teloxide. It receives
+//! updates (long polling, or a webhook behind a reverse proxy), decides once
+//! per update what it is (command, question, button, other), and sends the
+//! responder's reply rendered as HTML. It holds no answering logic of its own.
+
+mod flood;
+mod handlers;
+pub mod render;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::adaptors::{CacheMe, Throttle};
+use teloxide::dispatching::Dispatcher;
+use teloxide::error_handlers::ErrorHandler;
+use teloxide::prelude::*;
+use teloxide::types::BotCommand;
+use teloxide::update_listeners::{Polling, webhooks};
+
+use crate::engine::Engine;
+
+/// The bot as the handlers see it: rate-limited to Telegram's limits, with
+/// `getMe` cached. The dispatcher calls `getMe` again when it starts and
+/// panics if that fails; the cache answers it from our own retried call.
+pub(crate) type Api = CacheMe<Throttle<Bot>>;
+
+/// How to run the bot.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub token: String,
+    /// The Bot API base URL (`TELOXIDE_API_URL`); Telegram's when `None`.
+    pub api_url: Option<String>,
+    /// Receive updates by webhook instead of long polling.
+    pub webhook: Option<Webhook>,
+    /// Respect Telegram's rate limits (off only for load benchmarks).
+    pub throttle: bool,
+    /// Messages one person may send per minute before the flood guard
+    /// answers once and then stays silent until they calm down.
+    pub flood_per_minute: usize,
+    /// How long one `getUpdates` long poll may wait. Shutdown can take this long.
+    pub poll_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// The public HTTPS URL Telegram posts updates to (through the proxy).
+    pub url: String,
+    /// The local address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Options {
+    pub fn new(token: String) -> Self {
+        Self {
+            token,
+            api_url: None,
+            webhook: None,
+            throttle: true,
+            flood_per_minute: 20,
+            poll_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+/// State the handlers share.
+pub(crate) struct Shared {
+    pub engine: Arc<ArcSwap<Engine>>,
+    /// The bot's username, for mentions and `/cmd@bot` in groups.
+    pub username: String,
+    /// 👍/👎 per entry, in memory.
+    pub feedback: Mutex<HashMap<String, (u64, u64)>>,
+    pub flood: Mutex<flood::FloodGuard>,
+    pub started: Instant,
+}
+
+/// The public command menu, registered with `setMyCommands` at start.
+fn commands() -> Vec<BotCommand> {
+    [
+        ("start", "What this bot is and how to use it"),
+        ("help", "How to ask and what the commands do"),
+        ("topics", "Browse questions by topic"),
+        ("sources", "The research behind the answers"),
+        ("about", "Version, knowledge base and what is kept"),
+        ("ask", "Ask a question (in group chats)"),
+    ]
+    .into_iter()
+    .map(|(command, description)| BotCommand::new(command, description))
+    .collect()
+}
+
+/// Runs the bot until `shutdown` resolves, then finishes the replies in
+/// flight and returns. Fails only if the bot cannot start (bad URL, the API
+/// refusing `getMe` for good, the webhook address in use).
+pub async fn serve(
+    engine: Arc<ArcSwap<Engine>>,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut bot = Bot::new(&options.token);
+    if let Some(url) = &options.api_url {
+        let url = url::Url::parse(url).with_context(|| format!("TELOXIDE_API_URL is not a URL: {url:?}"))?;
+        bot = bot.set_api_url(url);
+    }
+    let limits = if options.throttle {
+        Limits::default()
+    } else {
+        // Throttling "off": limits no benchmark reaches.
+        Limits {
+            messages_per_sec_chat: 1_000_000,
+            messages_per_min_chat: 1_000_000,
+            messages_per_min_channel_or_supergroup: 1_000_000,
+            messages_per_sec_overall: 1_000_000,
+        }
+    };
+    let api: Api = bot.throttle(limits).cache_me();
+
+    let me = get_me(&api).await?;
+    let username = me.username().to_owned();
+    tracing::info!("serving as @{username}");
+    if let Err(error) = api.set_my_commands(commands()).await {
+        tracing::warn!("could not register the command menu: {error}");
+    }
+
+    let shared = Arc::new(Shared {
+        engine,
+        username,
+        feedback: Mutex::new(HashMap::new()),
+        flood: Mutex::new(flood::FloodGuard::new(options.flood_per_minute, Duration::from_secs(60))),
+        started: Instant::now(),
+    });
+    let mut dispatcher = Dispatcher::builder(api.clone(), handlers::schema())
+        .dependencies(dptree::deps![shared])
+        .default_handler(|_| async {})
+        .error_handler(Arc::new(LogErrors("an update handler failed")))
+        .build();
+
+    let token = dispatcher.shutdown_token();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing replies in flight");
+        // The dispatcher may not have started yet; keep asking briefly.
+        for _ in 0..50 {
+            match token.shutdown() {
+                Ok(done) => {
+                    done.await;
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+
+    match &options.webhook {
+        None => {
+            let listener = Polling::builder(api.clone())
+                .timeout(options.poll_timeout)
+                .backoff_strategy(backoff)
+                .delete_webhook()
+                .await
+                .build();
+            dispatcher.dispatch_with_listener(listener, Arc::new(LogErrors("getting updates failed"))).await;
+        }
+        Some(webhook) => {
+            let url = url::Url::parse(&webhook.url)
+                .with_context(|| format!("--webhook-url is not a URL: {:?}", webhook.url))?;
+            // teloxide binds in a background task and panics there on failure:
+            // check the address first so the error reaches the admin.
+            drop(
+                tokio::net::TcpListener::bind(webhook.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", webhook.listen))?,
+            );
+            let listener = webhooks::axum(api.clone(), webhooks::Options::new(webhook.listen, url))
+                .await
+                .context("setting the webhook")?;
+            dispatcher.dispatch_with_listener(listener, Arc::new(LogErrors("the webhook failed"))).await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `getMe`, retried a few times: the API may be briefly unreachable at start.
+async fn get_me(api: &Api) -> anyhow::Result<teloxide::types::Me> {
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match api.get_me().await {
+            Ok(me) => return Ok(me),
+            Err(teloxide::RequestError::Api(error)) => bail!("Telegram refused the token: {error}"),
+            Err(error) => {
+                tracing::warn!("getMe failed (attempt {}): {error}", attempt + 1);
+                last = Some(error);
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+    }
+    match last {
+        Some(error) => Err(error).context("cannot reach the Telegram Bot API"),
+        None => bail!("cannot reach the Telegram Bot API"),
+    }
+}
+
+/// Exponential backoff between reconnections, from 0.5 s up to 30 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1u64 << attempt.min(6))).min(Duration::from_secs(30))
+}
+
+/// Logs errors and carries on. teloxide already removes the token from the
+/// URLs in its network errors.
+struct LogErrors(&'static str);
+
+impl<E: std::fmt::Display + Send + Sync + 'static> ErrorHandler<E> for LogErrors {
+    fn handle_error(self: Arc<Self>, error: E) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        tracing::warn!("{}: {error}", self.0);
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,416 @@
+//! The Telegram bot end to end: the real dispatcher against a fake Bot API on
+//! 127.0.0.1 (`faqbot::fake_telegram`), in-process, and the built `faqbot
+//! serve` binary against the same fake through `TELOXIDE_API_URL`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use faqbot::engine::Engine;
+use faqbot::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, group_chat, private_chat};
+use faqbot::telegram::{self, Options};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(15);
+const TOKEN: &str = "123456:TEST-TOKEN";
+
+struct Bot {
+    fake: FakeTelegram,
+    engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Bot {
+    async fn start(knowledge: &Path, tweak: impl FnOnce(&mut Options)) -> Bot {
+        let fake = FakeTelegram::start().await.expect("fake API");
+        let engine = Arc::new(Engine::load(knowledge).expect("knowledge"));
+        let mut options = Options::new(TOKEN.to_owned());
+        options.api_url = Some(fake.url());
+        options.poll_timeout = Duration::from_secs(1);
+        tweak(&mut options);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shared = Arc::new(ArcSwap::new(engine.clone()));
+        let task = tokio::spawn(telegram::serve(shared, options, async move {
+            let _ = stopped.await;
+        }));
+        // Started once the command menu is registered.
+        fake.wait_for_calls("setMyCommands", 1, WAIT).await;
+        Bot { fake, engine, stop: Some(stop), task }
+    }
+
+    async fn shipped() -> Bot {
+        Bot::start(Path::new("knowledge"), |_| {}).await
+    }
+
+    /// Waits for `count` messages sent to `chat` and returns them all.
+    async fn sent_to(&self, chat: i64, count: usize) -> Vec<Call> {
+        let calls = self
+            .fake
+            .wait_for(WAIT, |calls| {
+                calls.iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).count() >= count
+            })
+            .await;
+        calls.into_iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).collect()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = tokio::time::timeout(WAIT, self.task).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the bot did not stop cleanly: {stopped:?}");
+    }
+
+    fn note(&self) -> String {
+        format!("<i>{}</i>", teloxide_escape(&self.engine.kb.messages.clinician_note))
+    }
+}
+
+fn teloxide_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The message a sent call became, as the fake returned it, for pressing its buttons.
+fn as_message(call: &Call, message_id: i64) -> Value {
+    json!({
+        "message_id": message_id,
+        "date": 1_763_700_001,
+        "chat": private_chat(call.chat_id().unwrap_or(0)),
+        "from": { "id": faqbot::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
+        "text": call.text(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_conversation_with_buttons_and_feedback() {
+    let bot = Bot::shipped().await;
+    let commands = bot.fake.calls_of("setMyCommands");
+    let names: Vec<&str> = commands[0].params["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|command| command["command"].as_str())
+        .collect();
+    assert_eq!(names, ["start", "help", "topics", "sources", "about", "ask"]);
+
+    let user = 1001;
+    bot.fake.push_text(user, "/start");
+    let sent = bot.sent_to(user, 1).await;
+    assert!(sent[0].text().contains("automated assistant"), "{}", sent[0].text());
+    assert!(sent[0].text().ends_with(&bot.note()));
+    assert_eq!(sent[0].params["parse_mode"], "HTML");
+
+    bot.fake.push_text(user, "how much does it cost?");
+    let sent = bot.sent_to(user, 2).await;
+    let answer = &sent[1];
+    assert!(answer.text().starts_with("<b>How much does ketamine therapy cost?</b>"), "{}", answer.text());
+    assert!(answer.text().ends_with(&bot.note()));
+    let buttons = answer.buttons();
+    assert_eq!(buttons[0].1, "e:insurance", "{buttons:?}");
+    assert!(buttons.iter().any(|(label, data)| label == "👍" && data == "f+:cost"), "{buttons:?}");
+    assert!(buttons.iter().any(|(label, data)| label == "👎" && data == "f-:cost"), "{buttons:?}");
+    assert!(buttons.iter().all(|(_, data)| data.len() <= 64));
+
+    // A related-question button brings that entry's answer.
+    let on_screen = as_message(answer, 50);
+    bot.fake.push_callback(user, &on_screen, "e:insurance");
+    let sent = bot.sent_to(user, 3).await;
+    assert!(sent[2].text().starts_with("<b>Does insurance cover ketamine for PTSD?</b>"), "{}", sent[2].text());
+    let acks = bot.fake.wait_for_calls("answerCallbackQuery", 1, WAIT).await;
+    assert_eq!(acks.len(), 1);
+
+    // Feedback is acknowledged with a thank-you pop-up.
+    bot.fake.push_callback(user, &on_screen, "f+:cost");
+    let acks = bot.fake.wait_for_calls("answerCallbackQuery", 2, WAIT).await;
+    assert_eq!(acks[1].params["text"], bot.engine.kb.messages.feedback_thanks.as_str());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_browse_to_a_question_and_its_answer() {
+    let bot = Bot::shipped().await;
+    let user = 1002;
+    bot.fake.push_text(user, "/topics");
+    let sent = bot.sent_to(user, 1).await;
+    let topics = sent[0].buttons();
+    assert_eq!(topics.len(), bot.engine.kb.topics.len());
+    let (_, risks) = topics.iter().find(|(label, _)| label == "Risks and side effects").expect("risks topic").clone();
+
+    bot.fake.push_callback(user, &as_message(&sent[0], 60), &risks);
+    let edits = bot.fake.wait_for_calls("editMessageText", 1, WAIT).await;
+    let questions = edits[0].buttons();
+    assert!(
+        questions
+            .iter()
+            .any(|(label, data)| label.starts_with("What are the side effects") && data == "e:common-side-effects")
+    );
+    assert_eq!(questions.last().map(|(_, data)| data.as_str()), Some("topics"));
+
+    bot.fake.push_callback(user, &as_message(&sent[0], 60), "e:common-side-effects");
+    let sent = bot.sent_to(user, 2).await;
+    assert!(sent[1].text().starts_with("<b>What are the side effects of ketamine treatment?</b>"));
+
+    // A button on a message Telegram no longer lets us edit (date 0) is answered anew.
+    let mut old = as_message(&sent[0], 61);
+    old["date"] = json!(0);
+    bot.fake.push_callback(user, &old, &risks);
+    let sent = bot.sent_to(user, 3).await;
+    assert!(sent[2].text().starts_with("<b>Risks and side effects</b>"), "{}", sent[2].text());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_groups_only_commands_mentions_and_replies_are_answered() {
+    let bot = Bot::shipped().await;
+    let group = -100_555;
+    let user = 2001;
+    let say = |text: &str| {
+        bot.fake.push(json!({ "message": bot.fake.message(group_chat(group), user, json!({ "text": text })) }))
+    };
+    say("hello everyone, anyone tried ketamine?");
+    say("/start@some_other_bot");
+    say("/foo");
+    bot.fake.push(json!({ "message": bot.fake.message(group_chat(group), user, json!({ "sticker": sticker() })) }));
+    bot.fake.push(json!({ "channel_post": bot.fake.message(json!({ "id": -100_777, "type": "channel", "title": "News" }), user, json!({ "text": "how much does it cost" })) }));
+    say(&format!("@{BOT_USERNAME} how much does it cost"));
+    let sent = bot.sent_to(group, 1).await;
+    assert_eq!(sent.len(), 1, "only the mention is answered: {sent:#?}");
+    assert!(sent[0].text().starts_with("<b>How much does ketamine therapy cost?</b>"));
+
+    say("/ask can I drive after an infusion?");
+    let sent = bot.sent_to(group, 2).await;
+    assert!(sent[1].text().starts_with("<b>Can I drive after ketamine?</b>"), "{}", sent[1].text());
+
+    // A reply to the bot's own message is answered.
+    let bot_message = json!({
+        "message_id": 900, "date": 1_763_700_001, "chat": group_chat(group),
+        "from": { "id": faqbot::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
+        "text": "earlier answer",
+    });
+    bot.fake.push(json!({ "message": bot.fake.message(group_chat(group), user, json!({ "text": "is it addictive?", "reply_to_message": bot_message })) }));
+    let sent = bot.sent_to(group, 3).await;
+    assert!(sent[2].text().starts_with("<b>Is ketamine addictive?</b>"), "{}", sent[2].text());
+    assert!(
+        bot.fake.calls_of("sendMessage").iter().all(|call| call.chat_id() != Some(-100_777)),
+        "channel posts are ignored"
+    );
+    bot.stop().await;
+}
+
+fn sticker() -> Value {
+    json!({ "file_id": "s1", "file_unique_id": "u1", "type": "regular", "width": 512, "height": 512, "is_animated": false, "is_video": false })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stickers_and_photos_get_a_polite_note_and_edits_are_answered_anew() {
+    let bot = Bot::shipped().await;
+    let user = 3001;
+    bot.fake.push(json!({ "message": bot.fake.message(private_chat(user), user, json!({ "sticker": sticker() })) }));
+    let photo = json!([{ "file_id": "p1", "file_unique_id": "pu1", "width": 90, "height": 90 }]);
+    bot.fake.push(json!({ "message": bot.fake.message(private_chat(user), user, json!({ "photo": photo })) }));
+    let sent = bot.sent_to(user, 2).await;
+    for call in &sent {
+        assert!(call.text().starts_with(&teloxide_escape(&bot.engine.kb.messages.non_text)), "{}", call.text());
+        assert!(call.text().ends_with(&bot.note()));
+    }
+    let mut edited = bot.fake.message(private_chat(user), user, json!({ "text": "is ketamine legal?" }));
+    edited["edit_date"] = json!(1_763_700_100);
+    bot.fake.push(json!({ "edited_message": edited }));
+    let sent = bot.sent_to(user, 3).await;
+    assert!(sent[2].text().starts_with("<b>Is ketamine legal?</b>"), "{}", sent[2].text());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crisis_replies_come_first_and_carry_no_buttons() {
+    let bot = Bot::shipped().await;
+    let user = 3002;
+    bot.fake.push_text(user, "i don't want to wake up tomorrow");
+    let sent = bot.sent_to(user, 1).await;
+    assert!(sent[0].text().starts_with(&teloxide_escape(&bot.engine.kb.messages.crisis)), "{}", sent[0].text());
+    assert!(sent[0].text().contains("988"));
+    assert!(sent[0].buttons().is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_is_escaped_and_long_replies_are_split_at_paragraphs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(Path::new("knowledge"), dir.path());
+    let long_paragraph = "Tom & Jerry <b>not bold</b> ".repeat(90);
+    let welcome = format!("{long_paragraph}\n\n{long_paragraph}\n\n{long_paragraph}\n\n{long_paragraph}");
+    let messages = std::fs::read_to_string(dir.path().join("messages.toml")).expect("messages");
+    let messages = messages.replacen("welcome = \"\"\"", &format!("welcome = \"\"\"\n{welcome}\n\nOld:"), 1);
+    std::fs::write(dir.path().join("messages.toml"), messages).expect("write messages");
+
+    let bot = Bot::start(dir.path(), |_| {}).await;
+    let user = 4001;
+    bot.fake.push_text(user, "/start");
+    let note = bot.note();
+    let calls = bot
+        .fake
+        .wait_for(WAIT, |calls| calls.iter().any(|c| c.chat_id() == Some(user) && c.text().ends_with(&note)))
+        .await;
+    let sent: Vec<Call> =
+        calls.into_iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(user)).collect();
+    assert!(sent.len() >= 2, "a welcome of over 4096 characters is split");
+    for call in &sent {
+        let text = call.text();
+        assert!(text.contains("Tom &amp; Jerry &lt;b&gt;not bold&lt;/b&gt;"), "{text}");
+        assert!(!text.contains("<b>not bold"), "user-visible tags are escaped");
+        let visible =
+            text.replace("<i>", "").replace("</i>", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+        assert!(visible.encode_utf16().count() <= 4096);
+    }
+    assert!(sent.last().map(|call| call.text().ends_with(&bot.note())).unwrap_or(false));
+
+    // HTML typed by the user changes nothing in what is sent back.
+    bot.fake.push_text(user, "<b>how much</b> does it cost & why?");
+    let sent = bot.sent_to(user, sent.len() + 1).await;
+    assert!(
+        sent.last().map(|call| call.text().starts_with("<b>How much does ketamine therapy cost?</b>")).unwrap_or(false)
+    );
+    bot.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for item in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(item.file_name());
+        if item.path().is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_waited_out_and_nothing_is_lost() {
+    let bot = Bot::shipped().await;
+    let user = 5001;
+    bot.fake.rate_limit("sendMessage", 1, 1);
+    let started = Instant::now();
+    bot.fake.push_text(user, "is ketamine addictive?");
+    let sent = bot.sent_to(user, 2).await;
+    assert_eq!(sent.len(), 2, "the refused send and its retry");
+    assert_eq!(sent[0].text(), sent[1].text());
+    assert!(started.elapsed() >= Duration::from_secs(1), "retry_after was honoured");
+    // And the bot carries on.
+    bot.fake.push_text(user, "is ketamine legal?");
+    let sent = bot.sent_to(user, 3).await;
+    assert!(sent[2].text().starts_with("<b>Is ketamine legal?</b>"));
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_api_backs_off_and_resumes_by_itself() {
+    let bot = Bot::shipped().await;
+    let user = 5002;
+    bot.fake.set_offline(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bot.fake.push_text(user, "is ketamine legal?");
+    bot.fake.set_offline(false);
+    let sent = bot.sent_to(user, 1).await;
+    assert!(sent[0].text().starts_with("<b>Is ketamine legal?</b>"), "{sent:#?}");
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_flooding_user_gets_one_notice_and_others_are_still_answered() {
+    let bot = Bot::start(Path::new("knowledge"), |options| options.flood_per_minute = 5).await;
+    let (flooder, other) = (6001, 6002);
+    for _ in 0..9 {
+        bot.fake.push_text(flooder, "is ketamine legal?");
+    }
+    bot.fake.push_text(other, "is ketamine legal?");
+    let sent = bot.sent_to(other, 1).await;
+    assert!(sent[0].text().starts_with("<b>Is ketamine legal?</b>"));
+    let flood = teloxide_escape(&bot.engine.kb.messages.flood);
+    bot.sent_to(flooder, 6).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to_flooder: Vec<Call> =
+        bot.fake.calls_of("sendMessage").into_iter().filter(|c| c.chat_id() == Some(flooder)).collect();
+    assert_eq!(to_flooder.len(), 6, "five answers and one notice: {to_flooder:#?}");
+    assert!(to_flooder[5].text().starts_with(&flood));
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_reaches_only_the_api_path_never_the_logs() {
+    let bot = Bot::shipped().await;
+    bot.fake.push_text(7001, "hi");
+    let sent = bot.sent_to(7001, 1).await;
+    assert!(sent.iter().all(|call| call.token == TOKEN));
+    bot.stop().await;
+}
+
+// ---- The built binary --------------------------------------------------------
+
+fn spawn_serve(api_url: &str, token: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+        .arg("serve")
+        .env("TELOXIDE_TOKEN", token)
+        .env("TELOXIDE_API_URL", api_url)
+        .env("RUST_LOG", "debug")
+        .env_remove("FAQBOT_KNOWLEDGE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start faqbot serve")
+}
+
+fn terminate(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_binary_answers_through_the_api_url_and_stops_on_sigterm() {
+    let fake = FakeTelegram::start().await.expect("fake API");
+    let mut child = spawn_serve(&fake.url(), TOKEN);
+    fake.wait_for_calls("setMyCommands", 1, WAIT).await;
+    fake.push_text(8001, "can I drive after my infusion?");
+    fake.push_text(8001, "I want to kill myself");
+    let sent = fake.wait_for_calls("sendMessage", 2, WAIT).await;
+    assert!(sent[0].text().starts_with("<b>Can I drive after ketamine?</b>"), "{}", sent[0].text());
+    assert!(sent[1].text().contains("988"), "{}", sent[1].text());
+
+    let started = Instant::now();
+    terminate(&child);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait();
+        (status, child)
+    })
+    .await
+    .expect("join");
+    let (status, mut child) = status;
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped in {:?}", started.elapsed());
+    assert!(status.expect("wait").success());
+    let mut logs = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut logs);
+    }
+    assert!(logs.contains("shutting down"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_is_retried_and_the_token_never_logged() {
+    // A port nothing listens on: every request fails at the network level.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let secret = "987654:VERY-SECRET-TOKEN";
+    let mut child = spawn_serve(&url, secret);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    terminate(&child);
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("getMe failed"), "{logs}");
+    assert!(!logs.contains("VERY-SECRET-TOKEN"), "token in logs:\n{logs}");
+}
