@@ -255,3 +255,69 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result
         micros(latency.p99)
     ))
 }
+
+/// The load benchmark of the Telegram bot: `users` simulated people send
+/// `questions` questions through the fake Bot API on loopback, with
+/// throttling off. Reports updates per second from the first update queued
+/// to the last reply received, and checks every question got exactly one reply.
+pub fn telegram_load(knowledge: &Path, dev_set: &Path, users: usize, questions: usize) -> anyhow::Result<String> {
+    use crate::fake_telegram::FakeTelegram;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let engine = Engine::load(knowledge)?;
+    let texts: Vec<String> = eval::read_cases(dev_set)?
+        .into_iter()
+        .filter(|case| case.kind == "answer")
+        .map(|case| case.text.replace('\n', " "))
+        .collect();
+    if texts.is_empty() || users == 0 {
+        bail!("nothing to send: no in-scope questions in {} or no users", dev_set.display());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let fake = FakeTelegram::start().await.context("starting the fake Bot API")?;
+        let mut options = crate::telegram::Options::new("1:load-test".to_owned());
+        options.api_url = Some(fake.url());
+        options.throttle = false;
+        options.flood_per_minute = usize::MAX;
+        options.poll_timeout = Duration::from_secs(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let engine = Arc::new(arc_swap::ArcSwap::from_pointee(engine));
+        let bot = tokio::spawn(crate::telegram::serve(engine, options, async move {
+            let _ = stopped.await;
+        }));
+        if fake.wait_for_count("setMyCommands", 1, Duration::from_secs(30)).await == 0 {
+            bail!("the bot did not start");
+        }
+        let first_user = 100_000i64;
+        let mut expected: HashMap<i64, usize> = HashMap::new();
+        let started = Instant::now();
+        for index in 0..questions {
+            let user = first_user + (index % users) as i64;
+            fake.push_text(user, &texts[index % texts.len()]);
+            *expected.entry(user).or_default() += 1;
+        }
+        let replies = fake.wait_for_count("sendMessage", questions, Duration::from_secs(300)).await;
+        let elapsed = started.elapsed();
+        // A moment more, so that duplicates would show.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut received: HashMap<i64, usize> = HashMap::new();
+        for call in fake.calls_of("sendMessage") {
+            if let Some(chat) = call.chat_id() {
+                *received.entry(chat).or_default() += 1;
+            }
+        }
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), bot).await;
+        let lost: usize = expected.iter().map(|(chat, n)| n.saturating_sub(received.get(chat).copied().unwrap_or(0))).sum();
+        let duplicated: usize =
+            received.iter().map(|(chat, n)| n.saturating_sub(expected.get(chat).copied().unwrap_or(0))).sum();
+        let rate = replies.min(questions) as f64 / elapsed.as_secs_f64();
+        Ok(format!(
+            "## Telegram bot under load (fake Bot API on loopback, throttling off)\n\n| measure | value |\n| --- | --- |\n| users | {users} |\n| questions | {questions} |\n| time, first update queued to last reply | {} |\n| updates per second, end to end | {rate:.0} |\n| replies received | {} |\n| replies lost | {lost} |\n| replies duplicated | {duplicated} |\n",
+            millis(elapsed),
+            fake.count("sendMessage")
+        ))
+    })
+}

@@ -99,6 +99,16 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1000,4000,16000")]
         scales: Vec<usize>,
     },
+    /// Load-test the Telegram bot against a local fake Bot API (throttling off).
+    BenchBot {
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        #[arg(long, default_value_t = 10_000)]
+        questions: usize,
+        /// Where the questions come from (in-scope cases of a labelled set).
+        #[arg(long, default_value = "tests/data/dev-set.jsonl", value_name = "FILE")]
+        from: PathBuf,
+    },
     /// One scale run of `bench`, in its own process (internal).
     #[command(hide = true)]
     BenchScale {
@@ -170,6 +180,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Bench { questions, medquad, scales } => {
             let report = crate::bench::run(&cli.knowledge, questions, medquad.as_deref(), scales)?;
             println!("{report}");
+            Ok(0)
+        }
+        Command::BenchBot { users, questions, from } => {
+            println!("{}", crate::bench::telegram_load(&cli.knowledge, from, *users, *questions)?);
             Ok(0)
         }
         Command::BenchScale { medquad, entries } => {

@@ -63,6 +63,8 @@ struct Inner {
     next_update_id: i64,
     next_message_id: i64,
     calls: Vec<Call>,
+    /// How many calls of each method, kept so that waiting needs no copy of `calls`.
+    counts: HashMap<String, usize>,
     /// Method name → how many more calls get a 429, and its retry_after.
     rate_limited: HashMap<String, (u32, u32)>,
     /// While set, every call is refused at the connection level (the API is "lost").
@@ -200,10 +202,42 @@ impl FakeTelegram {
         self.calls_of(method)
     }
 
+    /// How many calls of `method` so far.
+    pub fn count(&self, method: &str) -> usize {
+        self.lock().counts.get(method).copied().unwrap_or(0)
+    }
+
+    /// Waits until `method` was called `count` times or `timeout` passes, and
+    /// returns how many calls there were: cheap enough for load tests.
+    pub async fn wait_for_count(&self, method: &str, count: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let now = self.count(method);
+            if now >= count || Instant::now() >= deadline {
+                return now;
+            }
+            let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified).await;
+        }
+    }
+
     /// Whether every queued update has been fetched and confirmed.
     pub fn drained(&self) -> bool {
         self.lock().updates.is_empty()
     }
+}
+
+/// The text fields of a multipart form (teloxide sends `setWebhook` so).
+fn form_fields(body: &str) -> Value {
+    let mut fields = serde_json::Map::new();
+    for part in body.split("Content-Disposition: form-data; name=\"").skip(1) {
+        let Some((name, rest)) = part.split_once('"') else { continue };
+        let Some((_, value)) = rest.split_once("\r\n\r\n") else { continue };
+        let value = value.split("\r\n--").next().unwrap_or_default();
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        fields.insert(name.to_owned(), value);
+    }
+    Value::Object(fields)
 }
 
 fn lower_first(name: &str) -> String {
@@ -230,7 +264,7 @@ async fn handle(
     Path((bot, method)): Path<(String, String)>,
     body: String,
 ) -> Response {
-    let params: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let params: Value = serde_json::from_str(&body).unwrap_or_else(|_| form_fields(&body));
     let token = bot.strip_prefix("bot").unwrap_or(&bot).to_owned();
     // Telegram matches method names case-insensitively; teloxide sends "GetMe".
     let method = lower_first(&method);
@@ -250,7 +284,11 @@ async fn handle(
                 _ => None,
             }
         };
-        fake.lock().calls.push(Call { method: method.clone(), params: params.clone(), token });
+        {
+            let mut inner = fake.lock();
+            *inner.counts.entry(method.clone()).or_default() += 1;
+            inner.calls.push(Call { method: method.clone(), params: params.clone(), token });
+        }
         fake.changed.notify_waiters();
         if let Some(retry_after) = limited {
             let description = format!("Too Many Requests: retry after {retry_after}");

@@ -414,3 +414,54 @@ async fn an_unreachable_api_is_retried_and_the_token_never_logged() {
     assert!(logs.contains("getMe failed"), "{logs}");
     assert!(!logs.contains("VERY-SECRET-TOKEN"), "token in logs:\n{logs}");
 }
+
+/// Posts `body` to `url` on loopback with the webhook secret header, by hand.
+async fn post(address: std::net::SocketAddr, path: &str, secret: Option<&str>, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // teloxide binds the webhook server in a background task after setWebhook.
+    let mut attempts = 0;
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => break stream,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("cannot connect to the webhook: {error}"),
+        }
+    };
+    let secret = secret.map(|secret| format!("X-Telegram-Bot-Api-Secret-Token: {secret}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n{secret}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_mode_sets_the_webhook_and_answers_posted_updates() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address");
+    let url = format!("http://{port}/telegram-hook");
+    let bot = Bot::start(Path::new("knowledge"), |options| {
+        options.webhook = Some(telegram::Webhook { url: url.clone(), listen: port });
+    })
+    .await;
+    let set = bot.fake.wait_for_calls("setWebhook", 1, WAIT).await;
+    assert_eq!(set[0].params["url"], url.as_str());
+    let secret = set[0].params["secret_token"].as_str().unwrap_or_default().to_owned();
+
+    let message = bot.fake.message(private_chat(9001), 9001, json!({ "text": "is ketamine legal?" }));
+    let update = json!({ "update_id": 1, "message": message }).to_string();
+    let refused = post(port, "/telegram-hook", Some("wrong-secret"), &update).await;
+    assert!(!refused.starts_with("HTTP/1.1 200"), "{refused}");
+    let accepted = post(port, "/telegram-hook", Some(&secret), &update).await;
+    assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
+    let sent = bot.sent_to(9001, 1).await;
+    assert_eq!(sent.len(), 1, "only the update with the right secret is answered");
+    assert!(sent[0].text().starts_with("<b>Is ketamine legal?</b>"));
+    bot.stop().await;
+}

@@ -15,6 +15,7 @@ use teloxide::types::{
 };
 
 use super::flood::Verdict as Flood;
+use super::limits::RateLimiter;
 use super::render::{self, Action};
 use super::{Api, Shared};
 use crate::engine::Engine;
@@ -22,6 +23,14 @@ use crate::responder;
 
 type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type HandlerResult = Result<(), HandlerError>;
+
+/// Where replies go: the API, Telegram's rate limits, and the chat.
+#[derive(Clone, Copy)]
+struct To<'a> {
+    api: &'a Api,
+    limiter: &'a RateLimiter,
+    chat: ChatId,
+}
 
 /// How many times a request is retried after a 429.
 const RETRIES: usize = 4;
@@ -103,20 +112,18 @@ async fn on_message(api: Api, message: Message, shared: Arc<Shared>) -> HandlerR
         return Ok(());
     }
     let engine = shared.engine.load_full();
-    let chat = message.chat.id;
+    let to = To { api: &api, limiter: &shared.limiter, chat: message.chat.id };
     match flood_check(&shared, user.id.0) {
         Flood::Allow => {}
         Flood::Notice => {
-            return send_chunks(&api, chat, render::with_note(&engine.kb.messages.flood, &engine.kb), None).await;
+            return send_chunks(to, render::with_note(&engine.kb.messages.flood, &engine.kb), None).await;
         }
         Flood::Silent => return Ok(()),
     }
     match intent {
-        Intent::Command { name, argument } => command(&api, chat, &engine, &shared, &name, argument).await,
-        Intent::Question(question) => answer(&api, chat, &engine, &question).await,
-        Intent::Media => {
-            send_chunks(&api, chat, render::with_note(&engine.kb.messages.non_text, &engine.kb), None).await
-        }
+        Intent::Command { name, argument } => command(to, &engine, &shared, &name, argument).await,
+        Intent::Question(question) => answer(to, &engine, &question).await,
+        Intent::Media => send_chunks(to, render::with_note(&engine.kb.messages.non_text, &engine.kb), None).await,
         Intent::Ignore => Ok(()),
     }
 }
@@ -128,18 +135,11 @@ fn flood_check(shared: &Shared, user: u64) -> Flood {
     }
 }
 
-async fn command(
-    api: &Api,
-    chat: ChatId,
-    engine: &Engine,
-    shared: &Shared,
-    name: &str,
-    argument: &str,
-) -> HandlerResult {
+async fn command(to: To<'_>, engine: &Engine, shared: &Shared, name: &str, argument: &str) -> HandlerResult {
     let kb = &engine.kb;
     match name {
-        "start" => send_chunks(api, chat, render::with_note(&kb.messages.welcome, kb), None).await,
-        "help" => send_chunks(api, chat, render::with_note(&kb.messages.help, kb), None).await,
+        "start" => send_chunks(to, render::with_note(&kb.messages.welcome, kb), None).await,
+        "help" => send_chunks(to, render::with_note(&kb.messages.help, kb), None).await,
         "about" => {
             let text = format!(
                 "{}\n\nfaqbot {} · knowledge base version {}, loaded {}, {} entries · running for {}.",
@@ -150,18 +150,16 @@ async fn command(
                 kb.entries.len(),
                 crate::text::duration_words(shared.started.elapsed()),
             );
-            send_chunks(api, chat, render::with_note(&text, kb), None).await
+            send_chunks(to, render::with_note(&text, kb), None).await
         }
-        "sources" => send_chunks(api, chat, sources(engine), None).await,
+        "sources" => send_chunks(to, sources(engine), None).await,
         "topics" => {
             let keyboard = InlineKeyboardMarkup::new(render::topic_rows(kb));
-            send_chunks(api, chat, render::with_note(&kb.messages.topics_intro, kb), Some(keyboard)).await
+            send_chunks(to, render::with_note(&kb.messages.topics_intro, kb), Some(keyboard)).await
         }
-        "ask" if argument.is_empty() => {
-            send_chunks(api, chat, render::with_note(&kb.messages.ask_usage, kb), None).await
-        }
-        "ask" => answer(api, chat, engine, argument).await,
-        _ => send_chunks(api, chat, render::with_note(&kb.messages.unknown_command, kb), None).await,
+        "ask" if argument.is_empty() => send_chunks(to, render::with_note(&kb.messages.ask_usage, kb), None).await,
+        "ask" => answer(to, engine, argument).await,
+        _ => send_chunks(to, render::with_note(&kb.messages.unknown_command, kb), None).await,
     }
 }
 
@@ -194,17 +192,18 @@ fn sources(engine: &Engine) -> Vec<String> {
     out
 }
 
-async fn answer(api: &Api, chat: ChatId, engine: &Engine, question: &str) -> HandlerResult {
+async fn answer(to: To<'_>, engine: &Engine, question: &str) -> HandlerResult {
     let reply = engine.reply(question);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
     let outgoing = render::reply(&reply, &engine.kb);
-    send_chunks(api, chat, outgoing.chunks, outgoing.keyboard).await
+    send_chunks(to, outgoing.chunks, outgoing.keyboard).await
 }
 
 async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> HandlerResult {
     let engine = shared.engine.load_full();
     let kb = &engine.kb;
     let chat = query.message.as_ref().map_or(ChatId(query.from.id.0 as i64), |message| message.chat().id);
+    let to = To { api: &api, limiter: &shared.limiter, chat };
     // The message the button sits on, if Telegram still lets us edit it.
     let editable = query.message.as_ref().and_then(|message| message.regular_message()).map(|message| message.id);
     let mut popup = None;
@@ -213,7 +212,7 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
             Some(entry) => {
                 let reply = responder::answer(kb, entry, None);
                 let outgoing = render::reply(&reply, kb);
-                send_chunks(&api, chat, outgoing.chunks, outgoing.keyboard).await
+                send_chunks(to, outgoing.chunks, outgoing.keyboard).await
             }
             None => Ok(()),
         },
@@ -235,13 +234,13 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
                     .chain(render::button("« Topics", &Action::Topics).map(|button| vec![button]))
                     .collect();
                 let text = format!("<b>{}</b>", teloxide::utils::html::escape(&kb.topics[topic].title));
-                show(&api, chat, editable, text, InlineKeyboardMarkup::new(rows), kb).await
+                show(to, editable, text, InlineKeyboardMarkup::new(rows), kb).await
             }
             None => Ok(()),
         },
         Some(Action::Topics) => {
             let text = teloxide::utils::html::escape(&kb.messages.topics_intro);
-            show(&api, chat, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)), kb).await
+            show(to, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)), kb).await
         }
         None => Ok(()),
     };
@@ -275,8 +274,7 @@ fn record_feedback(shared: &Shared, entry: &str, up: bool) {
 /// Replaces the text and keyboard of the message a button sits on, or sends a
 /// new message when that one cannot be edited any more.
 async fn show(
-    api: &Api,
-    chat: ChatId,
+    to: To<'_>,
     editable: Option<MessageId>,
     html: String,
     keyboard: InlineKeyboardMarkup,
@@ -285,7 +283,8 @@ async fn show(
     let html = format!("{html}\n\n<i>{}</i>", teloxide::utils::html::escape(&kb.messages.clinician_note));
     if let Some(message) = editable {
         let edit = || {
-            api.edit_message_text(chat, message, html.clone())
+            to.api
+                .edit_message_text(to.chat, message, html.clone())
                 .parse_mode(ParseMode::Html)
                 .reply_markup(keyboard.clone())
         };
@@ -294,30 +293,29 @@ async fn show(
             Err(error) => tracing::debug!("editing failed, sending anew: {error}"),
         }
     }
-    send_chunks(api, chat, vec![html], Some(keyboard)).await
+    send_chunks(to, vec![html], Some(keyboard)).await
 }
 
 /// Sends the chunks in order, the keyboard under the last. A failed send is
 /// logged and the rest are not sent; the dispatcher carries on either way.
-async fn send_chunks(
-    api: &Api,
-    chat: ChatId,
-    chunks: Vec<String>,
-    keyboard: Option<InlineKeyboardMarkup>,
-) -> HandlerResult {
+async fn send_chunks(to: To<'_>, chunks: Vec<String>, keyboard: Option<InlineKeyboardMarkup>) -> HandlerResult {
     let last = chunks.len().saturating_sub(1);
     for (index, chunk) in chunks.into_iter().enumerate() {
         let markup = if index == last { keyboard.clone() } else { None };
         let send = || {
-            let request =
-                api.send_message(chat, chunk.clone()).parse_mode(ParseMode::Html).link_preview_options(no_preview());
+            let request = to
+                .api
+                .send_message(to.chat, chunk.clone())
+                .parse_mode(ParseMode::Html)
+                .link_preview_options(no_preview());
             match &markup {
                 Some(markup) => request.reply_markup(markup.clone()),
                 None => request,
             }
         };
+        to.limiter.acquire(to.chat.0).await;
         if let Err(error) = with_retry(send).await {
-            tracing::warn!("sending a reply to chat {} failed: {error}", chat.0);
+            tracing::warn!("sending a reply to chat {} failed: {error}", to.chat.0);
             return Ok(());
         }
     }

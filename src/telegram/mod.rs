@@ -5,6 +5,7 @@
 
 mod flood;
 mod handlers;
+mod limits;
 pub mod render;
 
 use std::collections::HashMap;
@@ -15,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
-use teloxide::adaptors::throttle::Limits;
-use teloxide::adaptors::{CacheMe, Throttle};
+use teloxide::adaptors::CacheMe;
 use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
@@ -25,10 +25,10 @@ use teloxide::update_listeners::{Polling, webhooks};
 
 use crate::engine::Engine;
 
-/// The bot as the handlers see it: rate-limited to Telegram's limits, with
-/// `getMe` cached. The dispatcher calls `getMe` again when it starts and
-/// panics if that fails; the cache answers it from our own retried call.
-pub(crate) type Api = CacheMe<Throttle<Bot>>;
+/// The bot as the handlers see it, with `getMe` cached: the dispatcher calls
+/// `getMe` again when it starts and panics if that fails; the cache answers
+/// it from our own retried call. Sending goes through `Shared::limiter`.
+pub(crate) type Api = CacheMe<Bot>;
 
 /// How to run the bot.
 #[derive(Debug, Clone)]
@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     /// 👍/👎 per entry, in memory.
     pub feedback: Mutex<HashMap<String, (u64, u64)>>,
     pub flood: Mutex<flood::FloodGuard>,
+    /// Telegram's sending limits.
+    pub limiter: limits::RateLimiter,
     pub started: Instant,
 }
 
@@ -107,18 +109,8 @@ pub async fn serve(
         let url = url::Url::parse(url).with_context(|| format!("TELOXIDE_API_URL is not a URL: {url:?}"))?;
         bot = bot.set_api_url(url);
     }
-    let limits = if options.throttle {
-        Limits::default()
-    } else {
-        // Throttling "off": limits no benchmark reaches.
-        Limits {
-            messages_per_sec_chat: 1_000_000,
-            messages_per_min_chat: 1_000_000,
-            messages_per_min_channel_or_supergroup: 1_000_000,
-            messages_per_sec_overall: 1_000_000,
-        }
-    };
-    let api: Api = bot.throttle(limits).cache_me();
+    let api: Api = bot.cache_me();
+    let limiter = limits::RateLimiter::new(options.throttle.then(limits::Limits::default));
 
     let me = get_me(&api).await?;
     let username = me.username().to_owned();
@@ -132,6 +124,7 @@ pub async fn serve(
         username,
         feedback: Mutex::new(HashMap::new()),
         flood: Mutex::new(flood::FloodGuard::new(options.flood_per_minute, Duration::from_secs(60))),
+        limiter,
         started: Instant::now(),
     });
     let mut dispatcher = Dispatcher::builder(api.clone(), handlers::schema())
