@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(wait, Some(Duration::from_millis(700)));
         assert_eq!(reserve(&mut history, &limits, 1, start + SECOND), None);
         // Other chats go at once, up to 30 in a second overall.
-        for chat in 2..30 {
+        for chat in 2..=30 {
             assert_eq!(reserve(&mut history, &limits, chat, start + SECOND), None, "chat {chat}");
         }
         assert!(reserve(&mut history, &limits, 99, start + SECOND).is_some());
