@@ -78,6 +78,42 @@ pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[u
     let in_process_rate = samples.len() as f64 / batch_started.elapsed().as_secs_f64();
     let latency = spread(samples);
 
+    eprintln!("bench: reloads (load, validate, index, self-test, swap)");
+    let cell = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Engine::load(knowledge)?));
+    let reloader = std::sync::Arc::new(crate::admin::Reloader::new(knowledge.to_path_buf(), cell.clone()));
+    let mut reloads = Vec::new();
+    for _ in 0..10 {
+        match reloader.reload() {
+            Ok(reloaded) => reloads.push(reloaded.took),
+            Err(refused) => bail!("the shipped knowledge base did not reload: {refused}"),
+        }
+    }
+    eprintln!("bench: latency while reloading continuously");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = {
+        let (reloader, stop) = (reloader.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut count = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = reloader.reload();
+                count += 1;
+            }
+            count
+        })
+    };
+    let mut during = Vec::new();
+    for _ in 0..10 {
+        for question in &questions {
+            let started = Instant::now();
+            std::hint::black_box(cell.load().reply(question));
+            during.push(started.elapsed());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reloads_during = storm.join().unwrap_or(0);
+    let during_samples = during.len();
+    let during = spread(during);
+
     eprintln!("bench: process start to first answer");
     let exe = std::env::current_exe().context("finding the faqbot binary")?;
     let knowledge_arg = knowledge.to_string_lossy().into_owned();
@@ -134,9 +170,18 @@ pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[u
         millis(batch_time)
     ));
     out.push_str(&format!("| process start to first answer, median of 20 | {} |\n", millis(median(starts))));
+    out.push_str(&format!(
+        "| reload (load, validate, index, self-test, swap), median of 10 | {} |\n",
+        millis(median(reloads))
+    ));
+    out.push_str(&format!(
+        "| latency during continuous reloads ({during_samples} questions, {reloads_during} reloads) | p50 {} · p99 {} |\n",
+        micros(during.p50),
+        micros(during.p99)
+    ));
 
     if let Some(medquad) = medquad {
-        out.push_str("\n## Scale: MedQuAD entries\n\n| entries | build (median of 3) | latency p50 | latency p99 | peak RSS |\n| --- | --- | --- | --- | --- |\n");
+        out.push_str("\n## Scale: MedQuAD entries\n\n| entries | build (median of 3) | reload (build + self-test) | latency p50 | latency p99 | peak RSS |\n| --- | --- | --- | --- | --- | --- |\n");
         for &entries in scales {
             eprintln!("bench: scale {entries} (child process)");
             let output = Command::new(&exe)
@@ -246,11 +291,18 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result
         samples.push(started.elapsed());
     }
     let latency = spread(samples);
+    // What a reload of this size costs: a fresh build plus the self-test.
+    let reload_started = Instant::now();
+    let rebuilt = Engine::new(kb.clone())?;
+    let failures = rebuilt.self_test().len();
+    let reload = reload_started.elapsed();
+    drop(rebuilt);
     let rss = peak_rss_mib().map_or_else(|| "n/a".to_owned(), |mib| format!("{mib:.0} MiB"));
     Ok(format!(
-        "| {} | {} | {} | {} | {rss} |",
+        "| {} | {} | {} ({failures} self-test misses) | {} | {} | {rss} |",
         kb.entries.len(),
         millis(median(builds)),
+        millis(reload),
         micros(latency.p50),
         micros(latency.p99)
     ))
@@ -284,7 +336,8 @@ pub fn telegram_load(knowledge: &Path, dev_set: &Path, users: usize, questions: 
         options.poll_timeout = Duration::from_secs(1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let engine = Arc::new(arc_swap::ArcSwap::from_pointee(engine));
-        let bot = tokio::spawn(crate::telegram::serve(engine, options, async move {
+        let reloader = Arc::new(crate::admin::Reloader::new(knowledge.to_path_buf(), engine));
+        let bot = tokio::spawn(crate::telegram::serve(reloader, None, options, async move {
             let _ = stopped.await;
         }));
         if fake.wait_for_count("setMyCommands", 1, Duration::from_secs(30)).await == 0 {

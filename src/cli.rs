@@ -86,6 +86,26 @@ pub enum Command {
         /// Do not throttle to Telegram's rate limits (for load tests against a fake API only).
         #[arg(long, hide = true)]
         no_throttle: bool,
+        /// Reload the knowledge base by itself when its files change.
+        #[arg(long)]
+        watch: bool,
+        /// Where the database lives (feedback, counts, unanswered questions).
+        #[arg(long, env = "FAQBOT_DATA", default_value = "data", value_name = "DIR")]
+        data: PathBuf,
+        /// Days to keep the text of unanswered questions.
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        retention_days: u32,
+        /// Telegram user ids allowed to use /reload, /stats and /unanswered (comma-separated).
+        #[arg(long, env = "FAQBOT_ADMINS", value_delimiter = ',', value_name = "IDS")]
+        admins: Vec<String>,
+    },
+    /// Print usage figures and the most frequent unanswered questions from the database.
+    Report {
+        #[arg(long, env = "FAQBOT_DATA", default_value = "data", value_name = "DIR")]
+        data: PathBuf,
+        /// How many days of unanswered questions to show.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
     },
     /// Measure index build time, answer latency, throughput and memory.
     Bench {
@@ -160,7 +180,22 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             crate::chat::run(&engine)?;
             Ok(0)
         }
-        Command::Serve { webhook_url, listen, flood_limit, no_throttle } => {
+        Command::Report { data, days } => {
+            let connection = crate::store::Store::open_read_only(data)?;
+            let check: String =
+                connection.query_row("PRAGMA quick_check", [], |row| row.get(0)).context("checking the database")?;
+            println!("Database {}: integrity {check}\n", data.display());
+            let now = std::time::SystemTime::now();
+            let stats = crate::store::stats(&connection, now).context("reading the database")?;
+            let unanswered = crate::store::unanswered(&connection, now, *days).context("reading the database")?;
+            println!(
+                "{}\n\n{}",
+                crate::store::render_stats(&stats),
+                crate::store::render_unanswered(&unanswered, *days)
+            );
+            Ok(0)
+        }
+        Command::Serve { webhook_url, listen, flood_limit, no_throttle, watch, data, retention_days, admins } => {
             let Some(token) = std::env::var("TELOXIDE_TOKEN").ok().filter(|token| !token.trim().is_empty()) else {
                 eprintln!(
                     "faqbot: TELOXIDE_TOKEN is not set: create a bot with @BotFather and run `TELOXIDE_TOKEN=<token> faqbot serve` (`faqbot chat` needs no token)"
@@ -174,7 +209,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             if let (Some(url), Some(listen)) = (webhook_url, listen) {
                 options.webhook = Some(telegram::Webhook { url: url.clone(), listen: *listen });
             }
-            serve(&cli.knowledge, options)?;
+            options.admins = parse_admins(admins)?;
+            let store = Duration::from_secs(u64::from(*retention_days) * 86_400);
+            let setup = Setup { watch: *watch, data: data.clone(), retention: store };
+            serve(&cli.knowledge, options, setup)?;
             Ok(0)
         }
         Command::Bench { questions, medquad, scales } => {
@@ -221,14 +259,65 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
 }
 
+fn parse_admins(ids: &[String]) -> anyhow::Result<Vec<u64>> {
+    ids.iter()
+        .map(|id| id.trim())
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse::<u64>().with_context(|| format!("FAQBOT_ADMINS: {id:?} is not a Telegram user id")))
+        .collect()
+}
+
+/// What `serve` sets up besides the bot itself.
+struct Setup {
+    watch: bool,
+    data: PathBuf,
+    retention: Duration,
+}
+
 /// Runs the bot until SIGINT or SIGTERM; replies in flight are finished, and
-/// the process stops at most 5 s after the signal.
-fn serve(dir: &Path, options: telegram::Options) -> anyhow::Result<()> {
+/// the process stops at most 5 s after the signal. SIGHUP reloads the
+/// knowledge base.
+fn serve(dir: &Path, options: telegram::Options, setup: Setup) -> anyhow::Result<()> {
     let engine = Engine::load(dir)?;
     tracing::info!("knowledge: {}", engine.kb.summary());
     let engine = Arc::new(ArcSwap::from_pointee(engine));
+    let reloader = Arc::new(crate::admin::Reloader::new(dir.to_path_buf(), engine));
+    // Without a database the bot still answers; it just keeps nothing.
+    let store = match crate::store::Store::open(&setup.data, crate::store::Options { retention: setup.retention }) {
+        Ok(store) => {
+            tracing::info!("database: {}", store.path.display());
+            Some(store)
+        }
+        Err(error) => {
+            tracing::error!("no database, nothing will be kept: {error:#}");
+            None
+        }
+    };
+    if options.admins.is_empty() {
+        tracing::info!("no admins (FAQBOT_ADMINS): /reload, /stats and /unanswered are off; SIGHUP still reloads");
+    }
+    if setup.watch {
+        crate::admin::watch(reloader.clone(), Duration::from_millis(500)).context("starting the file watcher")?;
+        tracing::info!("watching {} for changes", dir.display());
+    }
+    let flush_on_exit = store.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
+        #[cfg(unix)]
+        {
+            let reloader = reloader.clone();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hangups) => {
+                    tokio::spawn(async move {
+                        while hangups.recv().await.is_some() {
+                            let reloader = reloader.clone();
+                            let _ = tokio::task::spawn_blocking(move || reloader.reload_and_log("SIGHUP")).await;
+                        }
+                    });
+                }
+                Err(error) => tracing::warn!("cannot listen for SIGHUP: {error}"),
+            }
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -237,11 +326,16 @@ fn serve(dir: &Path, options: telegram::Options) -> anyhow::Result<()> {
             tracing::warn!("replies still in flight after 5 s; stopping anyway");
             std::process::exit(0);
         });
-        telegram::serve(engine, options, async move {
+        telegram::serve(reloader, store, options, async move {
             let _ = stopped.await;
         })
         .await
-    })
+    });
+    // What the last replies recorded is written before the process ends.
+    if let Some(store) = flush_on_exit {
+        store.flush();
+    }
+    served
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

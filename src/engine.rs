@@ -16,7 +16,7 @@ use crate::search::Index;
 pub struct Engine {
     pub kb: KnowledgeBase,
     pub index: Index,
-    pub safety: Screen,
+    pub safety: &'static Screen,
     pub loaded_at: SystemTime,
     /// How long building the index took.
     pub build_time: std::time::Duration,
@@ -27,7 +27,7 @@ impl Engine {
     pub fn new(kb: KnowledgeBase) -> anyhow::Result<Self> {
         let started = Instant::now();
         let index = Index::build(&kb).context("building the search index")?;
-        let safety = Screen::new().context("compiling the safety patterns")?;
+        let safety = Screen::global().context("compiling the safety patterns")?;
         Ok(Self { kb, index, safety, loaded_at: SystemTime::now(), build_time: started.elapsed() })
     }
 

@@ -1,6 +1,7 @@
 //! faqbot answers questions about ketamine therapy for PTSD from a curated,
 //! validated FAQ knowledge base. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod bench;
 pub mod chat;
 pub mod cli;
@@ -12,5 +13,6 @@ pub mod render;
 pub mod responder;
 pub mod safety;
 pub mod search;
+pub mod store;
 pub mod telegram;
 pub mod text;

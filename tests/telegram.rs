@@ -2,87 +2,15 @@
 //! 127.0.0.1 (`faqbot::fake_telegram`), in-process, and the built `faqbot
 //! serve` binary against the same fake through `TELOXIDE_API_URL`.
 
+mod support;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use faqbot::engine::Engine;
 use faqbot::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, group_chat, private_chat};
-use faqbot::telegram::{self, Options};
+use faqbot::telegram;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(15);
-const TOKEN: &str = "123456:TEST-TOKEN";
-
-struct Bot {
-    fake: FakeTelegram,
-    engine: Arc<Engine>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Bot {
-    async fn start(knowledge: &Path, tweak: impl FnOnce(&mut Options)) -> Bot {
-        let fake = FakeTelegram::start().await.expect("fake API");
-        let engine = Arc::new(Engine::load(knowledge).expect("knowledge"));
-        let mut options = Options::new(TOKEN.to_owned());
-        options.api_url = Some(fake.url());
-        options.poll_timeout = Duration::from_secs(1);
-        tweak(&mut options);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shared = Arc::new(ArcSwap::new(engine.clone()));
-        let task = tokio::spawn(telegram::serve(shared, options, async move {
-            let _ = stopped.await;
-        }));
-        // Started once the command menu is registered.
-        fake.wait_for_calls("setMyCommands", 1, WAIT).await;
-        Bot { fake, engine, stop: Some(stop), task }
-    }
-
-    async fn shipped() -> Bot {
-        Bot::start(Path::new("knowledge"), |_| {}).await
-    }
-
-    /// Waits for `count` messages sent to `chat` and returns them all.
-    async fn sent_to(&self, chat: i64, count: usize) -> Vec<Call> {
-        let calls = self
-            .fake
-            .wait_for(WAIT, |calls| {
-                calls.iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).count() >= count
-            })
-            .await;
-        calls.into_iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).collect()
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let stopped = tokio::time::timeout(WAIT, self.task).await;
-        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the bot did not stop cleanly: {stopped:?}");
-    }
-
-    fn note(&self) -> String {
-        format!("<i>{}</i>", teloxide_escape(&self.engine.kb.messages.clinician_note))
-    }
-}
-
-fn teloxide_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// The message a sent call became, as the fake returned it, for pressing its buttons.
-fn as_message(call: &Call, message_id: i64) -> Value {
-    json!({
-        "message_id": message_id,
-        "date": 1_763_700_001,
-        "chat": private_chat(call.chat_id().unwrap_or(0)),
-        "from": { "id": faqbot::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
-        "text": call.text(),
-    })
-}
+use support::{Bot, TOKEN, WAIT, as_message, copy_dir, spawn_serve, teloxide_escape, terminate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_conversation_with_buttons_and_feedback() {
@@ -276,18 +204,6 @@ async fn html_is_escaped_and_long_replies_are_split_at_paragraphs() {
     bot.stop().await;
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for item in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(item.file_name());
-        if item.path().is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_waited_out_and_nothing_is_lost() {
     let bot = Bot::shipped().await;
@@ -349,24 +265,6 @@ async fn the_token_reaches_only_the_api_path_never_the_logs() {
 }
 
 // ---- The built binary --------------------------------------------------------
-
-fn spawn_serve(api_url: &str, token: &str) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
-        .arg("serve")
-        .env("TELOXIDE_TOKEN", token)
-        .env("TELOXIDE_API_URL", api_url)
-        .env("RUST_LOG", "debug")
-        .env_remove("FAQBOT_KNOWLEDGE")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start faqbot serve")
-}
-
-fn terminate(child: &std::process::Child) {
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_binary_answers_through_the_api_url_and_stops_on_sigterm() {

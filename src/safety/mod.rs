@@ -101,17 +101,30 @@ impl Screen {
         Ok(Self { crisis, crisis_kinds, refusal, refusal_kinds, sensitive })
     }
 
+    /// The compiled patterns, built once per process: they are part of the
+    /// program, not of the knowledge base, so reloads need not rebuild them.
+    pub fn global() -> anyhow::Result<&'static Screen> {
+        static SCREEN: std::sync::OnceLock<Result<Screen, String>> = std::sync::OnceLock::new();
+        match SCREEN.get_or_init(|| Screen::new().map_err(|error| format!("{error:#}"))) {
+            Ok(screen) => Ok(screen),
+            Err(error) => anyhow::bail!("{error}"),
+        }
+    }
+
     /// The verdict for one message: crisis before refusal before sensitive.
     pub fn screen(&self, text: &str) -> Verdict {
         let screened = screened(text);
-        let matches = self.crisis.matches(&screened);
-        if matches.matched_any() {
-            let kinds: Vec<Crisis> = matches.iter().map(|index| self.crisis_kinds[index]).collect();
+        // `is_match` can stop at the first match; most messages match nothing.
+        if self.crisis.is_match(&screened) {
+            let kinds: Vec<Crisis> =
+                self.crisis.matches(&screened).iter().map(|index| self.crisis_kinds[index]).collect();
             // An emergency needs the emergency number first, whatever else.
             let kind = if kinds.contains(&Crisis::Emergency) { Crisis::Emergency } else { kinds[0] };
             return Verdict::Crisis(kind);
         }
-        if let Some(index) = self.refusal.matches(&screened).iter().next() {
+        if self.refusal.is_match(&screened)
+            && let Some(index) = self.refusal.matches(&screened).iter().next()
+        {
             return Verdict::Refusal(self.refusal_kinds[index]);
         }
         if self.sensitive.is_match(&screened) {
@@ -151,6 +164,9 @@ fn screen_word(word: &str) -> String {
     if word == "2" {
         return String::from("to");
     }
+    if is_plain(word) {
+        return repair(word).unwrap_or_else(|| word.to_owned());
+    }
     let source: Vec<char> = word.chars().collect();
     let mut chars: Vec<char> = Vec::with_capacity(source.len());
     let mut at = 0;
@@ -181,31 +197,52 @@ fn screen_word(word: &str) -> String {
     repair(&word).unwrap_or(word)
 }
 
+/// True for the common case: no letter three times in a row and no digits
+/// among letters, so the word needs no rewriting.
+fn is_plain(word: &str) -> bool {
+    let bytes = word.as_bytes();
+    let has_digit = bytes.iter().any(u8::is_ascii_digit);
+    let has_letter = word.chars().any(char::is_alphabetic);
+    let stretched = bytes.windows(3).any(|w| w[0] == w[1] && w[1] == w[2] && w[0].is_ascii_alphabetic())
+        || (!word.is_ascii() && {
+            let chars: Vec<char> = word.chars().collect();
+            chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2] && w[0].is_alphabetic())
+        });
+    !(stretched || (has_digit && has_letter))
+}
+
+/// The longest word compared with the key words.
+const MAX_REPAIR_LEN: usize = 16;
+
 /// The key word `word` is a typo of, if any: within one edit for words of
 /// five or six letters, two for longer ones (a swap of neighbours is one).
 fn repair(word: &str) -> Option<String> {
-    let length = word.chars().count();
-    if length < 5 || KEY_WORDS.contains(&word) {
+    let length = word.len();
+    if !(5..=MAX_REPAIR_LEN).contains(&length) || !word.is_ascii() || KEY_WORDS.contains(&word) {
         return None;
     }
     let limit = if length >= 7 { 2 } else { 1 };
     KEY_WORDS
         .iter()
+        .filter(|key| key.len().abs_diff(length) <= limit)
         .map(|key| (osa_distance(word, key), *key))
         .filter(|(distance, _)| *distance <= limit)
         .min()
         .map(|(_, key)| key.to_owned())
 }
 
-/// Optimal string alignment distance: Levenshtein plus swaps of neighbours.
+/// Optimal string alignment distance (Levenshtein plus swaps of neighbours)
+/// between two ASCII words of at most `MAX_REPAIR_LEN` letters.
 fn osa_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() > MAX_REPAIR_LEN || b.len() > MAX_REPAIR_LEN {
+        return usize::MAX;
+    }
+    let mut d = [[0usize; MAX_REPAIR_LEN + 1]; MAX_REPAIR_LEN + 1];
+    for (i, row) in d.iter_mut().enumerate().take(a.len() + 1) {
         row[0] = i;
     }
-    for (j, cell) in d[0].iter_mut().enumerate() {
+    for (j, cell) in d[0].iter_mut().enumerate().take(b.len() + 1) {
         *cell = j;
     }
     for i in 1..=a.len() {

@@ -78,7 +78,9 @@ fn intent<'a>(message: &'a Message, username: &str) -> Intent<'a> {
 }
 
 fn is_own_command(name: &str) -> bool {
-    ["start", "help", "topics", "sources", "about", "ask"].contains(&name.to_ascii_lowercase().as_str())
+    let name = name.to_ascii_lowercase();
+    ["start", "help", "topics", "sources", "about", "ask"].contains(&name.as_str())
+        || super::ADMIN_COMMANDS.iter().any(|(command, _)| *command == name)
 }
 
 fn remove_mention(text: &str, mention: &str) -> String {
@@ -121,8 +123,8 @@ async fn on_message(api: Api, message: Message, shared: Arc<Shared>) -> HandlerR
         Flood::Silent => return Ok(()),
     }
     match intent {
-        Intent::Command { name, argument } => command(to, &engine, &shared, &name, argument).await,
-        Intent::Question(question) => answer(to, &engine, &question).await,
+        Intent::Command { name, argument } => command(to, &engine, &shared, user.id.0, &name, argument).await,
+        Intent::Question(question) => answer(to, &engine, &shared, user.id.0, &question).await,
         Intent::Media => send_chunks(to, render::with_note(&engine.kb.messages.non_text, &engine.kb), None).await,
         Intent::Ignore => Ok(()),
     }
@@ -135,9 +137,39 @@ fn flood_check(shared: &Shared, user: u64) -> Flood {
     }
 }
 
-async fn command(to: To<'_>, engine: &Engine, shared: &Shared, name: &str, argument: &str) -> HandlerResult {
+async fn command(to: To<'_>, engine: &Engine, shared: &Shared, user: u64, name: &str, argument: &str) -> HandlerResult {
     let kb = &engine.kb;
+    let admin_command = super::ADMIN_COMMANDS.iter().any(|(command, _)| *command == name);
+    if admin_command && !shared.admins.contains(&user) {
+        // For anyone else admin commands do not exist: an unknown command, never a question.
+        tracing::warn!("user {user} is not an admin: /{name} refused");
+        return send_chunks(to, render::with_note(&kb.messages.unknown_command, kb), None).await;
+    }
     match name {
+        "reload" => {
+            let reloader = shared.reloader.clone();
+            let report = match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                Ok(Ok(reloaded)) => format!("Reload done: {reloaded}"),
+                Ok(Err(refused)) => format!("Reload refused: {refused}"),
+                Err(error) => format!("Reload failed: {error}"),
+            };
+            tracing::info!("/reload by admin {user}: {report}");
+            send_chunks(to, render::with_note(&report, kb), None).await
+        }
+        "stats" => send_chunks(to, render::with_note(&admin_stats(engine, shared), kb), None).await,
+        "unanswered" => {
+            let days = argument.parse::<u32>().unwrap_or(7).clamp(1, 365);
+            let text = match &shared.store {
+                Some(store) => store
+                    .read(|connection| crate::store::unanswered(connection, std::time::SystemTime::now(), days))
+                    .map_or_else(
+                        |error| format!("Reading the database failed: {error:#}"),
+                        |rows| crate::store::render_unanswered(&rows, days),
+                    ),
+                None => String::from("No database: unanswered questions are not kept."),
+            };
+            send_chunks(to, render::with_note(&text, kb), None).await
+        }
         "start" => send_chunks(to, render::with_note(&kb.messages.welcome, kb), None).await,
         "help" => send_chunks(to, render::with_note(&kb.messages.help, kb), None).await,
         "about" => {
@@ -158,7 +190,7 @@ async fn command(to: To<'_>, engine: &Engine, shared: &Shared, name: &str, argum
             send_chunks(to, render::with_note(&kb.messages.topics_intro, kb), Some(keyboard)).await
         }
         "ask" if argument.is_empty() => send_chunks(to, render::with_note(&kb.messages.ask_usage, kb), None).await,
-        "ask" => answer(to, engine, argument).await,
+        "ask" => answer(to, engine, shared, user, argument).await,
         _ => send_chunks(to, render::with_note(&kb.messages.unknown_command, kb), None).await,
     }
 }
@@ -192,11 +224,50 @@ fn sources(engine: &Engine) -> Vec<String> {
     out
 }
 
-async fn answer(to: To<'_>, engine: &Engine, question: &str) -> HandlerResult {
+async fn answer(to: To<'_>, engine: &Engine, shared: &Shared, user: u64, question: &str) -> HandlerResult {
     let reply = engine.reply(question);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
     let outgoing = render::reply(&reply, &engine.kb);
-    send_chunks(to, outgoing.chunks, outgoing.keyboard).await
+    let sent = send_chunks(to, outgoing.chunks, outgoing.keyboard).await;
+    record(shared, &reply, question, user);
+    sent
+}
+
+/// Counts a reply (and keeps the question if nothing answered it).
+fn record(shared: &Shared, reply: &crate::responder::Reply, question: &str, user: u64) {
+    if let Some(store) = &shared.store {
+        store.send(crate::store::Event::Reply {
+            kind: reply.kind,
+            entry: reply.entry.clone(),
+            question: question.to_owned(),
+            user,
+            at: std::time::SystemTime::now(),
+        });
+    }
+}
+
+/// `/stats`: uptime, the knowledge version, and the stored figures.
+fn admin_stats(engine: &Engine, shared: &Shared) -> String {
+    let kb = &engine.kb;
+    let mut text = format!(
+        "Up for {}. Knowledge base: version {}, loaded {}, {} entries.",
+        crate::text::duration_words(shared.started.elapsed()),
+        kb.stats.content_hash,
+        crate::text::utc_timestamp(engine.loaded_at),
+        kb.entries.len()
+    );
+    let figures = match &shared.store {
+        Some(store) => {
+            store.read(|connection| crate::store::stats(connection, std::time::SystemTime::now())).map_or_else(
+                |error| format!("Reading the database failed: {error:#}"),
+                |stats| crate::store::render_stats(&stats),
+            )
+        }
+        None => String::from("No database: figures are not kept."),
+    };
+    text.push_str("\n\n");
+    text.push_str(&figures);
+    text
 }
 
 async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> HandlerResult {
@@ -212,13 +283,17 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
             Some(entry) => {
                 let reply = responder::answer(kb, entry, None);
                 let outgoing = render::reply(&reply, kb);
-                send_chunks(to, outgoing.chunks, outgoing.keyboard).await
+                let sent = send_chunks(to, outgoing.chunks, outgoing.keyboard).await;
+                record(&shared, &reply, &entry.question, query.from.id.0);
+                sent
             }
             None => Ok(()),
         },
         Some(Action::Feedback(up, id)) => {
             if kb.entry(&id).is_some() {
-                record_feedback(&shared, &id, up);
+                if let Some(store) = &shared.store {
+                    store.send(crate::store::Event::Feedback { entry: id, up });
+                }
                 popup = Some(kb.messages.feedback_thanks.clone());
             }
             Ok(())
@@ -256,19 +331,6 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
         tracing::warn!("answering a button press failed: {error}");
     }
     result
-}
-
-fn record_feedback(shared: &Shared, entry: &str, up: bool) {
-    let mut feedback = match shared.feedback.lock() {
-        Ok(feedback) => feedback,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    let counts = feedback.entry(entry.to_owned()).or_default();
-    if up {
-        counts.0 += 1;
-    } else {
-        counts.1 += 1;
-    }
 }
 
 /// Replaces the text and keyboard of the message a button sits on, or sends a

@@ -8,7 +8,7 @@ mod handlers;
 mod limits;
 pub mod render;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,10 +20,12 @@ use teloxide::adaptors::CacheMe;
 use teloxide::dispatching::Dispatcher;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
-use teloxide::types::BotCommand;
+use teloxide::types::{BotCommand, BotCommandScope, ChatId, Recipient};
 use teloxide::update_listeners::{Polling, webhooks};
 
+use crate::admin::Reloader;
 use crate::engine::Engine;
+use crate::store::Store;
 
 /// The bot as the handlers see it, with `getMe` cached: the dispatcher calls
 /// `getMe` again when it starts and panics if that fails; the cache answers
@@ -45,6 +47,8 @@ pub struct Options {
     pub flood_per_minute: usize,
     /// How long one `getUpdates` long poll may wait. Shutdown can take this long.
     pub poll_timeout: Duration,
+    /// Telegram user ids allowed to use `/reload`, `/stats` and `/unanswered`.
+    pub admins: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,7 @@ impl Options {
             throttle: true,
             flood_per_minute: 20,
             poll_timeout: Duration::from_secs(4),
+            admins: Vec::new(),
         }
     }
 }
@@ -71,10 +76,12 @@ impl Options {
 /// State the handlers share.
 pub(crate) struct Shared {
     pub engine: Arc<ArcSwap<Engine>>,
+    pub reloader: Arc<Reloader>,
+    /// Where feedback, reply counts and unanswered questions go, if anywhere.
+    pub store: Option<Store>,
+    pub admins: HashSet<u64>,
     /// The bot's username, for mentions and `/cmd@bot` in groups.
     pub username: String,
-    /// 👍/👎 per entry, in memory.
-    pub feedback: Mutex<HashMap<String, (u64, u64)>>,
     pub flood: Mutex<flood::FloodGuard>,
     /// Telegram's sending limits.
     pub limiter: limits::RateLimiter,
@@ -82,25 +89,35 @@ pub(crate) struct Shared {
 }
 
 /// The public command menu, registered with `setMyCommands` at start.
-fn commands() -> Vec<BotCommand> {
-    [
-        ("start", "What this bot is and how to use it"),
-        ("help", "How to ask and what the commands do"),
-        ("topics", "Browse questions by topic"),
-        ("sources", "The research behind the answers"),
-        ("about", "Version, knowledge base and what is kept"),
-        ("ask", "Ask a question (in group chats)"),
-    ]
-    .into_iter()
-    .map(|(command, description)| BotCommand::new(command, description))
-    .collect()
+const PUBLIC_COMMANDS: &[(&str, &str)] = &[
+    ("start", "What this bot is and how to use it"),
+    ("help", "How to ask and what the commands do"),
+    ("topics", "Browse questions by topic"),
+    ("sources", "The research behind the answers"),
+    ("about", "Version, knowledge base and what is kept"),
+    ("ask", "Ask a question (in group chats)"),
+];
+
+/// Added to the menu in admins' own chats only.
+pub(crate) const ADMIN_COMMANDS: &[(&str, &str)] = &[
+    ("reload", "Reload the knowledge base"),
+    ("stats", "Usage figures"),
+    ("unanswered", "Most frequent unanswered questions [days]"),
+];
+
+fn commands(list: &[&[(&str, &str)]]) -> Vec<BotCommand> {
+    list.iter()
+        .flat_map(|part| part.iter())
+        .map(|(command, description)| BotCommand::new(*command, *description))
+        .collect()
 }
 
 /// Runs the bot until `shutdown` resolves, then finishes the replies in
 /// flight and returns. Fails only if the bot cannot start (bad URL, the API
 /// refusing `getMe` for good, the webhook address in use).
 pub async fn serve(
-    engine: Arc<ArcSwap<Engine>>,
+    reloader: Arc<Reloader>,
+    store: Option<Store>,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -115,14 +132,23 @@ pub async fn serve(
     let me = get_me(&api).await?;
     let username = me.username().to_owned();
     tracing::info!("serving as @{username}");
-    if let Err(error) = api.set_my_commands(commands()).await {
+    if let Err(error) = api.set_my_commands(commands(&[PUBLIC_COMMANDS])).await {
         tracing::warn!("could not register the command menu: {error}");
+    }
+    for admin in &options.admins {
+        // Only in the admin's own chat; fails harmlessly if they never wrote to the bot.
+        let scope = BotCommandScope::Chat { chat_id: Recipient::Id(ChatId(*admin as i64)) };
+        if let Err(error) = api.set_my_commands(commands(&[PUBLIC_COMMANDS, ADMIN_COMMANDS])).scope(scope).await {
+            tracing::warn!("could not register the admin menu for {admin}: {error}");
+        }
     }
 
     let shared = Arc::new(Shared {
-        engine,
+        engine: reloader.engine.clone(),
+        reloader,
+        store,
+        admins: options.admins.iter().copied().collect(),
         username,
-        feedback: Mutex::new(HashMap::new()),
         flood: Mutex::new(flood::FloodGuard::new(options.flood_per_minute, Duration::from_secs(60))),
         limiter,
         started: Instant::now(),

@@ -1,0 +1,123 @@
+//! The test harness shared by the Telegram and admin tests: the bot running
+//! in-process against the fake Bot API, and the built binary.
+#![allow(dead_code)] // each test crate uses a part of it
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use faqbot::admin::Reloader;
+use faqbot::engine::Engine;
+use faqbot::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, private_chat};
+use faqbot::store::Store;
+use faqbot::telegram::{self, Options};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+pub const TOKEN: &str = "123456:TEST-TOKEN";
+
+pub struct Bot {
+    pub fake: FakeTelegram,
+    pub engine: Arc<Engine>,
+    pub reloader: Arc<Reloader>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Bot {
+    pub async fn start(knowledge: &Path, tweak: impl FnOnce(&mut Options)) -> Bot {
+        Bot::start_with_store(knowledge, None, tweak).await
+    }
+
+    pub async fn start_with_store(knowledge: &Path, store: Option<Store>, tweak: impl FnOnce(&mut Options)) -> Bot {
+        let fake = FakeTelegram::start().await.expect("fake API");
+        let engine = Arc::new(Engine::load(knowledge).expect("knowledge"));
+        let mut options = Options::new(TOKEN.to_owned());
+        options.api_url = Some(fake.url());
+        options.poll_timeout = Duration::from_secs(1);
+        tweak(&mut options);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let cell = Arc::new(ArcSwap::new(engine.clone()));
+        let reloader = Arc::new(Reloader::new(knowledge.to_path_buf(), cell));
+        let task = tokio::spawn(telegram::serve(reloader.clone(), store, options, async move {
+            let _ = stopped.await;
+        }));
+        // Started once the command menu is registered.
+        fake.wait_for_calls("setMyCommands", 1, WAIT).await;
+        Bot { fake, engine, reloader, stop: Some(stop), task }
+    }
+
+    pub async fn shipped() -> Bot {
+        Bot::start(Path::new("knowledge"), |_| {}).await
+    }
+
+    /// Waits for `count` messages sent to `chat` and returns them all.
+    pub async fn sent_to(&self, chat: i64, count: usize) -> Vec<Call> {
+        let calls = self
+            .fake
+            .wait_for(WAIT, |calls| {
+                calls.iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).count() >= count
+            })
+            .await;
+        calls.into_iter().filter(|c| c.method == "sendMessage" && c.chat_id() == Some(chat)).collect()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = tokio::time::timeout(WAIT, self.task).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "the bot did not stop cleanly: {stopped:?}");
+    }
+
+    pub fn note(&self) -> String {
+        format!("<i>{}</i>", teloxide_escape(&self.engine.kb.messages.clinician_note))
+    }
+}
+
+pub fn teloxide_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The message a sent call became, as the fake returned it, for pressing its buttons.
+pub fn as_message(call: &Call, message_id: i64) -> Value {
+    json!({
+        "message_id": message_id,
+        "date": 1_763_700_001,
+        "chat": private_chat(call.chat_id().unwrap_or(0)),
+        "from": { "id": faqbot::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
+        "text": call.text(),
+    })
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for item in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(item.file_name());
+        if item.path().is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
+}
+
+pub fn spawn_serve(api_url: &str, token: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+        .arg("serve")
+        .env("TELOXIDE_TOKEN", token)
+        .env("TELOXIDE_API_URL", api_url)
+        .env("RUST_LOG", "debug")
+        .env_remove("FAQBOT_KNOWLEDGE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start faqbot serve")
+}
+
+pub fn terminate(child: &std::process::Child) {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
