@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use faqbot::fake_telegram::{Call, FakeTelegram};
 use faqbot::responder::Kind;
 use faqbot::store::{self, Event, Store};
-use support::{Bot, WAIT, copy_dir, spawn_serve, teloxide_escape, terminate};
+use support::{Bot, WAIT, copy_dir, teloxide_escape, terminate};
 
 const ADMIN: i64 = 9000;
 
