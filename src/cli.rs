@@ -210,8 +210,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 options.webhook = Some(telegram::Webhook { url: url.clone(), listen: *listen });
             }
             options.admins = parse_admins(admins)?;
-            let store = Duration::from_secs(u64::from(*retention_days) * 86_400);
-            let setup = Setup { watch: *watch, data: data.clone(), retention: store };
+            let retention = Duration::from_secs(u64::from(*retention_days) * 86_400);
+            let setup = Setup { watch: *watch, data: data.clone(), retention };
             serve(&cli.knowledge, options, setup)?;
             Ok(0)
         }

@@ -309,59 +309,47 @@ fn plain(kind: Kind, text: String, kb: &KnowledgeBase) -> Reply {
     Reply { kind, entry: None, score: None, suggestions: Vec::new(), text: render::with_note(text, &kb.messages) }
 }
 
-/// Words that make up greetings, thanks and goodbyes, and nothing else.
-const GREETING: &[&str] = &[
-    "hi",
-    "hello",
-    "hey",
-    "heya",
-    "hiya",
-    "howdy",
-    "yo",
-    "morning",
-    "afternoon",
-    "evening",
-    "good",
-    "greetings",
-    "there",
-    "how",
-    "are",
-    "you",
-    "doing",
-    "whats",
-    "up",
-    "sup",
-    "bot",
-    "again",
+/// One kind of small talk: a message of nothing but `keys` and `fillers`,
+/// with at least one key, gets the message `pick` chooses.
+struct Smalltalk {
+    keys: &'static [&'static str],
+    fillers: &'static [&'static str],
+    pick: fn(&crate::knowledge::Messages) -> &String,
+}
+
+const SMALLTALK: &[Smalltalk] = &[
+    Smalltalk {
+        keys: &["thanks", "thank", "thx", "ty", "tysm", "cheers", "appreciate", "appreciated", "helpful"],
+        fillers: &[
+            "it", "that", "so", "very", "much", "a", "lot", "great", "you", "ok", "okay", "cool", "nice", "got",
+            "perfect",
+        ],
+        pick: |messages| &messages.thanks,
+    },
+    Smalltalk {
+        keys: &["bye", "goodbye", "later", "cya", "night"],
+        fillers: &["see", "you", "good", "take", "care", "ok", "okay"],
+        pick: |messages| &messages.goodbye,
+    },
+    Smalltalk {
+        keys: &[
+            "hi",
+            "hello",
+            "hey",
+            "heya",
+            "hiya",
+            "howdy",
+            "yo",
+            "morning",
+            "afternoon",
+            "evening",
+            "greetings",
+            "sup",
+        ],
+        fillers: &["good", "there", "how", "are", "you", "doing", "whats", "up", "bot", "again"],
+        pick: |messages| &messages.greeting,
+    },
 ];
-const THANKS: &[&str] = &[
-    "thanks",
-    "thank",
-    "thx",
-    "ty",
-    "tysm",
-    "cheers",
-    "appreciate",
-    "appreciated",
-    "it",
-    "that",
-    "so",
-    "very",
-    "much",
-    "a",
-    "lot",
-    "great",
-    "helpful",
-    "you",
-    "ok",
-    "okay",
-    "cool",
-    "nice",
-    "got",
-    "perfect",
-];
-const GOODBYE: &[&str] =
-    &["bye", "goodbye", "see", "you", "later", "cya", "night", "good", "take", "care", "ok", "okay"];
 
 /// A reply when the whole message is a greeting, thanks or goodbye.
 fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
@@ -369,36 +357,9 @@ fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
     if words.len() > 6 {
         return None;
     }
-    let only = |lexicon: &[&str]| words.iter().all(|word| lexicon.contains(word));
-    let has = |lexicon: &[&str], keys: &[&str]| words.iter().any(|word| keys.contains(word) && lexicon.contains(word));
-    let text = if only(THANKS)
-        && has(THANKS, &["thanks", "thank", "thx", "ty", "tysm", "cheers", "appreciate", "appreciated", "helpful"])
-    {
-        &kb.messages.thanks
-    } else if only(GOODBYE) && has(GOODBYE, &["bye", "goodbye", "later", "cya", "night"]) {
-        &kb.messages.goodbye
-    } else if only(GREETING)
-        && has(
-            GREETING,
-            &[
-                "hi",
-                "hello",
-                "hey",
-                "heya",
-                "hiya",
-                "howdy",
-                "yo",
-                "morning",
-                "afternoon",
-                "evening",
-                "greetings",
-                "sup",
-            ],
-        )
-    {
-        &kb.messages.greeting
-    } else {
-        return None;
-    };
-    Some(plain(Kind::Smalltalk, text.clone(), kb))
+    let kind = SMALLTALK.iter().find(|kind| {
+        words.iter().all(|word| kind.keys.contains(word) || kind.fillers.contains(word))
+            && words.iter().any(|word| kind.keys.contains(word))
+    })?;
+    Some(plain(Kind::Smalltalk, (kind.pick)(&kb.messages).clone(), kb))
 }

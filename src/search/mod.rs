@@ -301,7 +301,6 @@ struct EntryTerms {
 struct Fields {
     phrasings: Field,
     answer: Field,
-    topic: Field,
     entry: Field,
 }
 
@@ -331,8 +330,7 @@ impl Index {
         let mut schema = Schema::builder();
         let fields = Fields {
             phrasings: schema.add_text_field("phrasings", text_options.clone()),
-            answer: schema.add_text_field("answer", text_options.clone()),
-            topic: schema.add_text_field("topic", text_options),
+            answer: schema.add_text_field("answer", text_options),
             entry: schema.add_u64_field("entry", FAST),
         };
         let index = TantivyIndex::create_in_ram(schema.build());
@@ -376,7 +374,6 @@ impl Index {
             let mut document = TantivyDocument::default();
             document.add_pre_tokenized_text(fields.phrasings, pre_tokenized(phrasing_terms));
             document.add_pre_tokenized_text(fields.answer, pre_tokenized(answer_terms));
-            document.add_pre_tokenized_text(fields.topic, pre_tokenized(topic_terms));
             document.add_u64(fields.entry, position as u64);
             writer.add_document(document).context("indexing an entry")?;
         }
