@@ -73,13 +73,17 @@ pub struct Thresholds {
     /// Two entries each covering at least this much, and together at least
     /// `answer`, are offered as a choice (a question about two things).
     pub partial: f32,
+    /// At least this coverage, with a word that is not an everyday one found
+    /// in the entry's phrasings, answers however little evidence there is:
+    /// "what does ketamine feel like" is short but fully covered.
+    pub full: f32,
     /// The least summed weight of covered concepts for an answer, unless the
     /// question matches one of the entry's phrasings exactly: one common word
     /// ("what time is it") is not enough to answer on.
     pub evidence: f32,
 }
 
-pub const THRESHOLDS: Thresholds = Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, evidence: 1.5 };
+pub const THRESHOLDS: Thresholds = Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, full: 0.95, evidence: 1.5 };
 
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
     respond_with(engine, raw, THRESHOLDS)
@@ -224,7 +228,9 @@ pub fn decide(engine: &Engine, analysis: &Analysis, thresholds: Thresholds) -> R
         return no_match(kb, None);
     };
     let score = Some(first.score);
-    let enough = first.exact || first.evidence >= thresholds.evidence;
+    let enough = first.exact
+        || first.evidence >= thresholds.evidence
+        || (first.coverage >= thresholds.full && first.anchored && mentions_the_domain(analysis));
     if first.coverage >= thresholds.answer && enough {
         let rivals: Vec<Hit> = hits[1..]
             .iter()
@@ -251,6 +257,16 @@ pub fn decide(engine: &Engine, analysis: &Analysis, thresholds: Thresholds) -> R
         }
     }
     no_match(kb, score)
+}
+
+/// Concepts this common across the knowledge base (ketamine, PTSD, infusion)
+/// say what it is about.
+const DOMAIN_WEIGHT: f32 = 0.9;
+
+/// Whether the question names the knowledge base's subject, so that a short
+/// question fully covered by an entry can be answered on little evidence.
+fn mentions_the_domain(analysis: &Analysis) -> bool {
+    analysis.concepts.iter().any(|concept| concept.is_known() && !concept.general && concept.weight <= DOMAIN_WEIGHT)
 }
 
 /// The coverage of the two entries taken together.

@@ -225,6 +225,8 @@ pub struct Concept {
     pub alternatives: Vec<Vec<u32>>,
     /// How informative the concept is (inverse document frequency).
     pub weight: f32,
+    /// An everyday word (or digits): it says little about the subject.
+    pub general: bool,
 }
 
 impl Concept {
@@ -263,6 +265,8 @@ pub struct Hit {
     /// The question says exactly what one of the entry's phrasings says
     /// (same informative words, synonyms allowed).
     pub exact: bool,
+    /// Some concept that is not an everyday word is in the entry's phrasings.
+    pub anchored: bool,
     /// How closely the question matches the entry's closest single
     /// phrasing, 0 to 1: matched weight over the question's weight plus the
     /// phrasing's unasked words. Unlike coverage, it penalises an entry whose
@@ -469,7 +473,7 @@ impl Index {
     fn group_concept(&self, text: String, group: usize) -> Concept {
         let alternatives = self.synonyms.groups[group].clone();
         let weight = self.weight(&alternatives);
-        Concept { text, alternatives, weight }
+        Concept { text, alternatives, weight, general: false }
     }
 
     fn word_concept(&self, word: &Word) -> Concept {
@@ -483,22 +487,19 @@ impl Index {
                 }
                 let alternatives = vec![vec![id]];
                 let mut weight = self.weight(&alternatives);
-                if self.analyzer.is_general(word) {
+                let general = self.analyzer.is_general(word);
+                if general {
                     weight = weight.min(GENERAL_WEIGHT);
                 }
-                Concept { text: word.text.clone(), weight, alternatives }
+                Concept { text: word.text.clone(), weight, alternatives, general }
             }
             None => {
                 // Digits and everyday words are rarely what a question is about.
-                let weight = if word.text.chars().all(|c| c.is_ascii_digit())
+                let general = word.text.chars().all(|c| c.is_ascii_digit())
                     || word.text.chars().count() <= 2
-                    || self.analyzer.is_general(word)
-                {
-                    GENERAL_WEIGHT
-                } else {
-                    UNKNOWN_WEIGHT
-                };
-                Concept { text: word.text.clone(), alternatives: Vec::new(), weight }
+                    || self.analyzer.is_general(word);
+                let weight = if general { GENERAL_WEIGHT } else { UNKNOWN_WEIGHT };
+                Concept { text: word.text.clone(), alternatives: Vec::new(), weight, general }
             }
         }
     }
@@ -537,7 +538,15 @@ impl Index {
                 }
                 let coverage = self.coverage(analysis, entry, total);
                 let (fit, exact) = self.phrasing_match(analysis, &asked, entry, total);
-                Some(Hit { entry, score, coverage, rank: coverage, evidence: coverage * total, exact, fit })
+                let phrasings = &self.entries[entry].phrasings;
+                let anchored = analysis.concepts.iter().any(|concept| {
+                    !concept.general
+                        && concept
+                            .alternatives
+                            .iter()
+                            .any(|alternative| alternative.iter().all(|id| phrasings.contains(id)))
+                });
+                Some(Hit { entry, score, coverage, rank: coverage, evidence: coverage * total, exact, fit, anchored })
             })
             .collect();
         let best_score = hits.iter().map(|hit| hit.score).fold(0.0, f32::max);
