@@ -18,8 +18,13 @@ use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing,
 use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{DocAddress, Index as TantivyIndex, Searcher, TantivyDocument, Term};
 
+mod analyzer;
+mod vocabulary;
+
+pub use analyzer::{Analyzer, Word};
+use vocabulary::Vocabulary;
+
 use crate::knowledge::KnowledgeBase;
-use crate::text::normalize;
 
 /// Weights of a match in the phrasings and in the answer, for BM25.
 const PHRASING_BOOST: f32 = 1.0;
@@ -43,10 +48,6 @@ const EXACT_BONUS: f32 = 0.2;
 const ANSWER_STRENGTH: f32 = 0.6;
 const TOPIC_STRENGTH: f32 = 0.5;
 
-/// Words shorter than this are never spelling-corrected: too many near
-/// misses ("horse" is one edit from "hours").
-const MIN_TYPO_LEN: usize = 6;
-
 /// Bounds on a concept's weight: common words still count a little, and no
 /// single rare word decides alone.
 const MIN_WEIGHT: f32 = 0.4;
@@ -57,153 +58,6 @@ const UNKNOWN_WEIGHT: f32 = 2.5;
 /// The weight of an everyday word: it says little about the subject
 /// ("hurt", "ways", "long"), whether or not the knowledge base uses it.
 const GENERAL_WEIGHT: f32 = 0.7;
-
-/// Everyday verbs, adjectives and adverbs. They weigh at most
-/// `GENERAL_WEIGHT`: unlike a noun ("colonoscopy"), they rarely name what a
-/// question is about, however rare they are in the knowledge base.
-const GENERAL_WORDS: &str = include_str!("general-words.txt");
-
-/// Words that carry no meaning for matching: function words, question words,
-/// and the filler people wrap questions in ("I was wondering if...").
-const STOP_WORDS: &str = include_str!("stop-words.txt");
-
-/// The words of a word-list file: one per line, `#` starts a comment line.
-fn word_list(text: &'static str) -> impl Iterator<Item = &'static str> {
-    text.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#'))
-}
-
-/// Turns text into stemmed terms. Cheap to create; holds no state but the stemmer.
-pub struct Analyzer {
-    stemmer: frostem::Stemmer,
-    stop: HashSet<&'static str>,
-    /// Stems of `GENERAL_WORDS`, so "checked" counts like "check".
-    general: HashSet<String>,
-}
-
-/// One normalised word of a question.
-#[derive(Debug, Clone)]
-pub struct Word {
-    pub text: String,
-    pub stem: String,
-    pub stop: bool,
-}
-
-impl Default for Analyzer {
-    fn default() -> Self {
-        Self {
-            stemmer: frostem::Stemmer::new(frostem::Algorithm::English),
-            stop: word_list(STOP_WORDS).collect(),
-            general: HashSet::new(),
-        }
-        .with_general_stems()
-    }
-}
-
-impl Analyzer {
-    fn with_general_stems(mut self) -> Self {
-        self.general = word_list(GENERAL_WORDS).map(|word| self.stem(word)).collect();
-        self
-    }
-
-    /// Whether a word is an everyday one (see `GENERAL_WORDS`).
-    fn is_general(&self, word: &Word) -> bool {
-        self.general.contains(&word.stem)
-    }
-
-    pub fn words(&self, text: &str) -> Vec<Word> {
-        normalize(text)
-            .split(' ')
-            .filter(|word| !word.is_empty())
-            .map(|word| Word { stem: self.stem(word), stop: self.stop.contains(word), text: word.to_owned() })
-            .collect()
-    }
-
-    pub fn stem(&self, word: &str) -> String {
-        self.stemmer.stem(word).into_owned()
-    }
-
-    /// The stems of the informative words of `text`: what gets indexed.
-    pub fn terms(&self, text: &str) -> Vec<String> {
-        self.words(text).into_iter().filter(|word| !word.stop).map(|word| word.stem).collect()
-    }
-}
-
-/// Term ids, document frequencies and a deletion index for typo repair.
-#[derive(Default)]
-struct Vocabulary {
-    ids: HashMap<String, u32>,
-    terms: Vec<String>,
-    /// In how many entries each term occurs (any field).
-    df: Vec<u32>,
-    /// Each term's weight (bounded inverse document frequency), filled once
-    /// the document frequencies are known.
-    weight: Vec<f32>,
-    /// Every word as written in the knowledge base, to its stem's id: typos
-    /// are repaired on words, since stemming a typo gives an unrelated stem.
-    surface: HashMap<String, u32>,
-    /// Each long surface word and each of its one-character deletions, to
-    /// the stems they come from: two words within one edit, or one
-    /// transposition, share a key (SymSpell).
-    deletions: HashMap<String, Vec<u32>>,
-}
-
-impl Vocabulary {
-    fn intern(&mut self, term: &str) -> u32 {
-        if let Some(id) = self.ids.get(term) {
-            return *id;
-        }
-        let id = self.terms.len() as u32;
-        self.ids.insert(term.to_owned(), id);
-        self.terms.push(term.to_owned());
-        self.df.push(0);
-        id
-    }
-
-    fn add_surface(&mut self, word: &str, id: u32) {
-        self.surface.entry(word.to_owned()).or_insert(id);
-    }
-
-    fn build_deletions(&mut self) {
-        for (word, id) in &self.surface {
-            if word.chars().count() < MIN_TYPO_LEN || !word.chars().all(char::is_alphabetic) {
-                continue;
-            }
-            for key in deletion_keys(word) {
-                let ids = self.deletions.entry(key).or_default();
-                if !ids.contains(id) {
-                    ids.push(*id);
-                }
-            }
-        }
-    }
-
-    /// The stem of the known word within about one edit of `word`,
-    /// preferring the most common; `None` when there is none.
-    fn correct(&self, word: &str) -> Option<u32> {
-        if word.chars().count() < MIN_TYPO_LEN || !word.chars().all(char::is_alphabetic) {
-            return None;
-        }
-        let mut best: Option<u32> = None;
-        for key in deletion_keys(word) {
-            for &candidate in self.deletions.get(&key).into_iter().flatten() {
-                if best.is_none_or(|b| self.df[candidate as usize] > self.df[b as usize]) {
-                    best = Some(candidate);
-                }
-            }
-        }
-        best
-    }
-}
-
-fn deletion_keys(term: &str) -> Vec<String> {
-    let chars: Vec<char> = term.chars().collect();
-    let mut keys = Vec::with_capacity(chars.len() + 1);
-    keys.push(term.to_owned());
-    for skip in 0..chars.len() {
-        keys.push(chars.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, c)| c).collect());
-    }
-    keys
-}
 
 /// A synonym group member as stems of all its words, stop words included, so
 /// that phrases such as "how much" can be recognised.
