@@ -134,7 +134,8 @@ fn crisis(kb: &KnowledgeBase, kind: Crisis) -> Reply {
 /// that may still help (the best matches for the message, if any fit).
 fn refusal(engine: &Engine, text: &str) -> Reply {
     let kb = &engine.kb;
-    let hits = engine.index.search(&focus(engine, text), 3);
+    let mut hits = focus(engine, text).hits;
+    hits.truncate(3);
     let best = hits.first().map_or(0.0, |hit| hit.rank);
     let related: Vec<&Entry> = hits
         .iter()
@@ -165,7 +166,7 @@ const REFUSAL_RELATED_RANK: f32 = 0.25;
 /// A human-readable account of how `raw` was analysed and ranked: the
 /// concepts with their weights, then the top entries with coverage and score.
 pub fn explain(engine: &Engine, raw: &str) -> String {
-    let analysis = focus(engine, bounded(raw, MAX_QUESTION_CHARS));
+    let Focus { analysis, hits } = focus(engine, bounded(raw, MAX_QUESTION_CHARS));
     let mut out = format!("safety: {:?}\n", engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS)));
     for line in engine.safety.explain(bounded(raw, MAX_SCREENED_CHARS)) {
         out.push_str(&format!("  {line}\n"));
@@ -180,7 +181,7 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
         let known = if concept.is_known() { alternatives.join("|") } else { String::from("(unknown)") };
         out.push_str(&format!(" {}={:.2}[{known}]", concept.text, concept.weight));
     }
-    for hit in engine.index.search(&analysis, 5) {
+    for hit in hits {
         out.push_str(&format!(
             "\n  {:<32} coverage {:.2} evidence {:.2} score {:.2}{}",
             engine.kb.entries[hit.entry].id,
@@ -195,7 +196,7 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
 
 /// The retrieval ranking behind a reply (best first), for evaluation.
 pub fn ranking(engine: &Engine, raw: &str) -> Vec<Hit> {
-    engine.index.search(&focus(engine, bounded(raw, MAX_QUESTION_CHARS)), 5)
+    focus(engine, bounded(raw, MAX_QUESTION_CHARS)).hits
 }
 
 fn bounded(raw: &str, limit: usize) -> &str {
@@ -207,23 +208,38 @@ fn bounded(raw: &str, limit: usize) -> &str {
 
 /// In a long message the question is usually the sentence with a question
 /// mark: analyse that when it covers the message better than the whole.
-fn focus(engine: &Engine, text: &str) -> Analysis {
-    let whole = engine.index.analyze(text);
+fn focus(engine: &Engine, text: &str) -> Focus {
+    let search = |analysis: Analysis| {
+        let hits = engine.index.search(&analysis, 5);
+        Focus { analysis, hits }
+    };
+    let whole = search(engine.index.analyze(text));
     let sentences: Vec<&str> = text.split_inclusive(['.', '!', '?', '\n']).collect();
     let questions: Vec<&str> =
         sentences.iter().copied().filter(|sentence| sentence.trim_end().ends_with('?')).collect();
     if questions.is_empty() || questions.len() == sentences.len() {
         return whole;
     }
-    let focused = engine.index.analyze(&questions.concat());
-    let best = |analysis: &Analysis| engine.index.search(analysis, 1).first().map_or(0.0, |hit| hit.coverage);
-    if best(&focused) > best(&whole) { focused } else { whole }
+    let focused = search(engine.index.analyze(&questions.concat()));
+    if focused.best_coverage() > whole.best_coverage() { focused } else { whole }
+}
+
+/// A question's analysis and its ranked hits, best first.
+pub struct Focus {
+    pub analysis: Analysis,
+    pub hits: Vec<Hit>,
+}
+
+impl Focus {
+    fn best_coverage(&self) -> f32 {
+        self.hits.first().map_or(0.0, |hit| hit.coverage)
+    }
 }
 
 /// Chooses answer, clarify or no_match from the ranked hits.
-pub fn decide(engine: &Engine, analysis: &Analysis, thresholds: Thresholds) -> Reply {
+pub fn decide(engine: &Engine, focus: &Focus, thresholds: Thresholds) -> Reply {
     let kb = &engine.kb;
-    let hits = engine.index.search(analysis, 5);
+    let (analysis, hits) = (&focus.analysis, &focus.hits);
     let Some(first) = hits.first().copied() else {
         return no_match(kb, None);
     };
