@@ -227,10 +227,11 @@ fn sources(engine: &Engine) -> Vec<String> {
 async fn answer(to: To<'_>, engine: &Engine, shared: &Shared, user: u64, question: &str) -> HandlerResult {
     let reply = engine.reply(question);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
-    let outgoing = render::reply(&reply, &engine.kb);
-    let sent = send_chunks(to, outgoing.chunks, outgoing.keyboard).await;
+    // Queued before sending (it is only a channel send): once the reply is
+    // out, its record is on its way.
     record(shared, &reply, question, user);
-    sent
+    let outgoing = render::reply(&reply, &engine.kb);
+    send_chunks(to, outgoing.chunks, outgoing.keyboard).await
 }
 
 /// Counts a reply (and keeps the question if nothing answered it).
@@ -282,10 +283,9 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
         Some(Action::Entry(id)) => match kb.entry(&id) {
             Some(entry) => {
                 let reply = responder::answer(kb, entry, None);
-                let outgoing = render::reply(&reply, kb);
-                let sent = send_chunks(to, outgoing.chunks, outgoing.keyboard).await;
                 record(&shared, &reply, &entry.question, query.from.id.0);
-                sent
+                let outgoing = render::reply(&reply, kb);
+                send_chunks(to, outgoing.chunks, outgoing.keyboard).await
             }
             None => Ok(()),
         },
