@@ -220,11 +220,6 @@ impl FakeTelegram {
             let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified).await;
         }
     }
-
-    /// Whether every queued update has been fetched and confirmed.
-    pub fn drained(&self) -> bool {
-        self.lock().updates.is_empty()
-    }
 }
 
 /// The text fields of a multipart form (teloxide sends `setWebhook` so).

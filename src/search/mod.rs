@@ -35,7 +35,7 @@ const ANSWER_BOOST: f32 = 0.1;
 const BM25_SHARE: f32 = 0.3;
 
 /// How much the fit with the closest phrasing adds when ranking.
-pub const FIT_SHARE: f32 = 1.0;
+const FIT_SHARE: f32 = 1.0;
 /// How much a phrasing's unasked words count against its fit.
 const EXTRA_PENALTY: f32 = 0.5;
 
@@ -256,10 +256,6 @@ impl Index {
             doc_entries.push(entries);
         }
         Ok(Self { analyzer, vocabulary, synonyms, entries, fields, searcher, doc_entries, _index: index })
-    }
-
-    pub fn analyzer(&self) -> &Analyzer {
-        &self.analyzer
     }
 
     /// The weight of a concept matched by any of `alternatives`: the
