@@ -69,7 +69,7 @@ impl Reloader {
             }
             Err(error) => return Err(refuse(vec![format!("{error:#}")])),
         };
-        let engine = match Engine::new(kb) {
+        let engine = match Engine::build(kb, current.model()) {
             Ok(engine) => engine,
             Err(error) => return Err(refuse(vec![format!("{error:#}")])),
         };

@@ -34,6 +34,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "FAQBOT_KNOWLEDGE", default_value = "knowledge", value_name = "DIR")]
     pub knowledge: PathBuf,
 
+    /// The embedding model's directory (default: the user cache directory).
+    #[arg(long, global = true, env = "FAQBOT_MODEL", value_name = "DIR")]
+    pub model: Option<PathBuf>,
+
+    /// Match words only, without the embedding model.
+    #[arg(long, global = true)]
+    pub lexical_only: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +79,9 @@ pub enum Command {
         /// Do not list the failures.
         #[arg(long)]
         quiet: bool,
+        /// Write each case's candidates and their features as JSONL (for tuning).
+        #[arg(long, hide = true, value_name = "FILE")]
+        features: Option<PathBuf>,
     },
     /// Run the Telegram bot (token from TELOXIDE_TOKEN; API URL from TELOXIDE_API_URL).
     Serve {
@@ -110,7 +121,7 @@ pub enum Command {
     /// Measure index build time, answer latency, throughput and memory.
     Bench {
         /// The questions to time (a labelled JSONL set).
-        #[arg(long, default_value = "tests/data/dev-set.jsonl", value_name = "FILE")]
+        #[arg(long, default_value = "tests/data/dev-tune.jsonl", value_name = "FILE")]
         questions: PathBuf,
         /// MedQuAD JSONL(.gz) for the scale runs; they are skipped without it.
         #[arg(long, value_name = "FILE")]
@@ -126,7 +137,7 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         questions: usize,
         /// Where the questions come from (in-scope cases of a labelled set).
-        #[arg(long, default_value = "tests/data/dev-set.jsonl", value_name = "FILE")]
+        #[arg(long, default_value = "tests/data/dev-tune.jsonl", value_name = "FILE")]
         from: PathBuf,
     },
     /// One scale run of `bench`, in its own process (internal).
@@ -228,9 +239,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             println!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries)?);
             Ok(0)
         }
-        Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet } => {
-            let engine = Engine::load(&cli.knowledge)?;
+        Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet, features } => {
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli)?)?;
             let cases = eval::read_cases(file)?;
+            if let Some(path) = features {
+                eval::write_features(&engine, &cases, path)?;
+            }
             let report = eval::evaluate(&engine, &cases);
             print!("{}", report.render(!quiet));
             let mut below = Vec::new();
@@ -257,6 +271,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(EXIT_PROBLEMS)
         }
     }
+}
+
+/// The model the command should use: none with `--lexical-only`.
+fn semantic(cli: &Cli) -> anyhow::Result<Option<crate::model::Semantic>> {
+    if cli.lexical_only {
+        return Ok(None);
+    }
+    let Some(dir) = &cli.model else { return Ok(None) };
+    let semantic = crate::model::Semantic::load(dir, None).with_context(|| format!("loading the model in {}", dir.display()))?;
+    Ok(Some(semantic))
 }
 
 fn parse_admins(ids: &[String]) -> anyhow::Result<Vec<u64>> {

@@ -1,7 +1,8 @@
 //! An `Engine` is one immutable version of everything needed to answer: the
-//! validated knowledge base and its index. A reload builds a new one beside
-//! the old and swaps a pointer, so a question is always answered wholly by
-//! one version.
+//! validated knowledge base, its Tantivy index and, when the model is
+//! loaded, its phrasing vectors. A reload builds a new one beside the old
+//! (with the running engine's model) and swaps a pointer, so a question is
+//! always answered wholly by one version.
 
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -11,11 +12,14 @@ use anyhow::Context;
 use crate::knowledge::{self, KnowledgeBase};
 use crate::responder::{self, Kind, Reply};
 use crate::safety::Screen;
-use crate::search::Index;
+use crate::model::Semantic;
+use crate::search::{Dense, Index};
 
 pub struct Engine {
     pub kb: KnowledgeBase,
     pub index: Index,
+    /// The model and the phrasing vectors; `None` runs lexical-only.
+    pub semantic: Option<(Semantic, Dense)>,
     pub safety: &'static Screen,
     pub loaded_at: SystemTime,
     /// How long building the index took.
@@ -23,18 +27,41 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Indexes an already validated knowledge base.
+    /// Indexes an already validated knowledge base, lexical-only.
     pub fn new(kb: KnowledgeBase) -> anyhow::Result<Self> {
-        let started = Instant::now();
-        let index = Index::build(&kb).context("building the search index")?;
-        let safety = Screen::global().context("compiling the safety patterns")?;
-        Ok(Self { kb, index, safety, loaded_at: SystemTime::now(), build_time: started.elapsed() })
+        Self::build(kb, None)
     }
 
-    /// Loads, validates and indexes the knowledge directory `dir`.
+    /// Indexes an already validated knowledge base and, with a model, embeds
+    /// its phrasings (through the model's cache).
+    pub fn build(kb: KnowledgeBase, semantic: Option<Semantic>) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let index = Index::build(&kb).context("building the search index")?;
+        let semantic = match semantic {
+            Some(semantic) => {
+                let dense = Dense::build(&kb, &semantic).context("embedding the phrasings")?;
+                Some((semantic, dense))
+            }
+            None => None,
+        };
+        let safety = Screen::global().context("compiling the safety patterns")?;
+        Ok(Self { kb, index, semantic, safety, loaded_at: SystemTime::now(), build_time: started.elapsed() })
+    }
+
+    /// Loads, validates and indexes the knowledge directory `dir`, lexical-only.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        Self::load_with(dir, None)
+    }
+
+    /// Loads, validates and indexes `dir`, with the model when given.
+    pub fn load_with(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<Self> {
         let kb = knowledge::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-        Self::new(kb)
+        Self::build(kb, semantic)
+    }
+
+    /// The model this engine reads meaning with, for building the next version.
+    pub fn model(&self) -> Option<Semantic> {
+        self.semantic.as_ref().map(|(semantic, _)| semantic.clone())
     }
 
     /// Asks every entry's question and alternates, and lists each phrasing

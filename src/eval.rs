@@ -151,6 +151,36 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
     report
 }
 
+/// Writes each case with its hybrid candidates and their features, one JSON
+/// object per line: what the decision's thresholds are tuned on.
+pub fn write_features(engine: &Engine, cases: &[Case], path: &Path) -> anyhow::Result<()> {
+    let thresholds = responder::THRESHOLDS.hybrid;
+    let mut out = String::new();
+    for case in cases {
+        let candidates: Vec<serde_json::Value> = responder::hybrid_candidates(engine, &case.text, &thresholds)
+            .iter()
+            .map(|candidate| {
+                serde_json::json!({
+                    "id": engine.kb.entries[candidate.entry].id,
+                    "whole": candidate.whole,
+                    "sentence": candidate.sentence,
+                    "coverage": candidate.coverage,
+                    "exact": candidate.exact,
+                    "bm25": candidate.bm25,
+                })
+            })
+            .collect();
+        let reply = responder::respond(engine, &case.text);
+        let line = serde_json::json!({
+            "text": case.text, "kind": case.kind, "entry": case.entry, "also": case.also,
+            "got": reply.kind.as_str(), "candidates": candidates,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
 impl Report {
     pub fn kind_rate(&self, kind: &str) -> f64 {
         self.by_kind.get(kind).map_or(1.0, KindScore::rate)

@@ -62,8 +62,8 @@ pub const MAX_QUESTION_CHARS: usize = 4096;
 /// The safety screen sees this much, so danger late in a long message counts.
 pub const MAX_SCREENED_CHARS: usize = 32_768;
 
-/// The decision thresholds, tuned on tests/data/dev-set.jsonl; see ARCHITECTURE.md.
-#[derive(Debug, Clone, Copy)]
+/// The decision thresholds, tuned on tests/data/dev-tune.jsonl; see ARCHITECTURE.md.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// Below this coverage by the best entry: no answer.
     pub answer: f32,
@@ -81,9 +81,13 @@ pub struct Thresholds {
     /// question matches one of the entry's phrasings exactly: one common word
     /// ("what time is it") is not enough to answer on.
     pub evidence: f32,
+    /// The decision when the model is loaded; the fields above serve
+    /// lexical-only mode.
+    pub hybrid: crate::decide::Hybrid,
 }
 
-pub const THRESHOLDS: Thresholds = Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, full: 0.95, evidence: 1.5 };
+pub const THRESHOLDS: Thresholds =
+    Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, full: 0.95, evidence: 1.5, hybrid: crate::decide::HYBRID };
 
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
     respond_with(engine, raw, THRESHOLDS)
@@ -107,6 +111,12 @@ pub fn respond_with(engine: &Engine, raw: &str, thresholds: Thresholds) -> Reply
         plain(Kind::NoMatch, kb.messages.empty.clone(), kb)
     } else if let Some(reply) = smalltalk(&normalised, kb) {
         reply
+    } else if normalised.split(' ').all(|word| word.chars().all(|c| c.is_ascii_digit())) {
+        // A bare number means a choice only where choices were shown (chat
+        // and buttons handle those); here it asks nothing.
+        no_match(kb, None)
+    } else if engine.semantic.is_some() {
+        hybrid(engine, text, &thresholds.hybrid)
     } else {
         decide(engine, &focus(engine, text), thresholds)
     };
@@ -222,6 +232,57 @@ fn focus(engine: &Engine, text: &str) -> Focus {
     }
     let focused = search(engine.index.analyze(&questions.concat()));
     if focused.best_coverage() > whole.best_coverage() { focused } else { whole }
+}
+
+/// The sentences of a message worth embedding on their own: at most
+/// `MAX_SENTENCES`, each of two words or more; none for a single sentence.
+fn sentences(text: &str) -> Vec<&str> {
+    let parts: Vec<&str> = text
+        .split_inclusive(['.', '!', '?', '\n'])
+        .map(str::trim)
+        .filter(|part| part.split_whitespace().count() >= 2)
+        .collect();
+    if parts.len() < 2 { Vec::new() } else { parts.into_iter().take(MAX_SENTENCES).collect() }
+}
+
+const MAX_SENTENCES: usize = 8;
+
+/// The message's vectors: the whole, then each sentence; empty when the
+/// model is not loaded or fails (the lexical decision then stands in).
+pub fn vectors(engine: &Engine, text: &str) -> Vec<crate::model::Vector> {
+    let Some((semantic, _)) = &engine.semantic else { return Vec::new() };
+    let mut texts = vec![text];
+    texts.extend(sentences(text));
+    match semantic.embed_batch(&texts) {
+        Ok(vectors) => vectors,
+        Err(err) => {
+            tracing::warn!("could not embed a message: {err:#}");
+            Vec::new()
+        }
+    }
+}
+
+/// The hybrid candidates for `text`, for evaluation and `--explain`.
+pub fn hybrid_candidates(engine: &Engine, text: &str, thresholds: &crate::decide::Hybrid) -> Vec<crate::decide::Candidate> {
+    let text = bounded(text, MAX_QUESTION_CHARS);
+    let analysis = engine.index.analyze(text);
+    crate::decide::candidates(engine, &analysis, &vectors(engine, text), thresholds)
+}
+
+fn hybrid(engine: &Engine, text: &str, thresholds: &crate::decide::Hybrid) -> Reply {
+    let kb = &engine.kb;
+    let vectors = vectors(engine, text);
+    if vectors.is_empty() {
+        return decide(engine, &focus(engine, text), THRESHOLDS);
+    }
+    let analysis = engine.index.analyze(text);
+    let candidates = crate::decide::candidates(engine, &analysis, &vectors, thresholds);
+    let score = candidates.first().map(|candidate| candidate.score);
+    match crate::decide::decide(&candidates, thresholds) {
+        crate::decide::Verdict::Answer { entry, .. } => answer(kb, &kb.entries[entry], score),
+        crate::decide::Verdict::Clarify { entries, .. } => clarify(kb, &entries, score),
+        crate::decide::Verdict::NoMatch { .. } => no_match(kb, score),
+    }
 }
 
 /// A question's analysis and its ranked hits, best first.

@@ -81,7 +81,7 @@ fn a_clarification_offers_the_candidates_in_its_text() {
 
 #[test]
 fn the_dev_set_meets_its_floors() {
-    let cases = eval::read_cases(Path::new("tests/data/dev-set.jsonl")).expect("dev set");
+    let cases = eval::read_cases(Path::new("tests/data/dev-tune.jsonl")).expect("dev set");
     let in_scope = cases.iter().filter(|case| case.kind == "answer").count();
     let off_topic = cases.iter().filter(|case| case.kind == "no_match").count();
     assert!(cases.len() >= 250 && off_topic >= 60, "{} cases, {off_topic} off-topic", cases.len());
@@ -191,7 +191,7 @@ fn chat_answers_picks_numbered_suggestions_and_quits() {
 
 #[test]
 fn eval_exits_one_below_a_floor_and_zero_above() {
-    let set = "tests/data/dev-set.jsonl";
+    let set = "tests/data/dev-tune.jsonl";
     let above = faqbot(&["eval", set, "--quiet", "--min-accuracy", "0.5", "--min-kind", "no_match=0.5"], "");
     assert_eq!(above.status.code(), Some(0), "{}", String::from_utf8_lossy(&above.stderr));
     let below = faqbot(&["eval", set, "--quiet", "--min-kind", "no_match=1.01"], "");

@@ -19,9 +19,11 @@ use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{DocAddress, Index as TantivyIndex, Searcher, TantivyDocument, Term};
 
 mod analyzer;
+mod dense;
 mod vocabulary;
 
 pub use analyzer::{Analyzer, Word};
+pub use dense::{Closeness, Dense};
 use vocabulary::Vocabulary;
 
 use crate::knowledge::KnowledgeBase;

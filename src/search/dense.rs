@@ -1,0 +1,71 @@
+//! Meaning-based retrieval: every phrasing (question and alternates) of every
+//! entry as a sentence vector, searched by brute-force cosine. At a few
+//! thousand phrasings a scan costs well under a millisecond (see
+//! BENCHMARKS.md), so no approximate index is needed.
+
+use crate::knowledge::KnowledgeBase;
+use crate::model::{DIMENSIONS, Semantic, cosine};
+
+/// The phrasing vectors of one knowledge base. Immutable once built.
+pub struct Dense {
+    /// Row-major: phrasing `i` is `vectors[i * DIMENSIONS..(i + 1) * DIMENSIONS]`.
+    vectors: Vec<f32>,
+    /// The entry each phrasing belongs to.
+    owners: Vec<usize>,
+    entries: usize,
+    /// Phrasings embedded by this build (the rest came from the cache).
+    pub embedded: usize,
+}
+
+/// An entry's closeness in meaning to a question.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Closeness {
+    /// Index into `KnowledgeBase::entries`.
+    pub entry: usize,
+    /// The best cosine between any of the question's vectors and any of the
+    /// entry's phrasings.
+    pub cosine: f32,
+    /// Which of the entry's phrasings (0 = its question).
+    pub phrasing: usize,
+}
+
+impl Dense {
+    /// Embeds (or takes from the cache) every phrasing of `kb`.
+    pub fn build(kb: &KnowledgeBase, semantic: &Semantic) -> anyhow::Result<Self> {
+        let mut texts = Vec::new();
+        let mut owners = Vec::new();
+        for (index, entry) in kb.entries.iter().enumerate() {
+            for phrasing in std::iter::once(&entry.question).chain(&entry.alternates) {
+                texts.push(phrasing.as_str());
+                owners.push(index);
+            }
+        }
+        let (vectors, embedded) = semantic.embed_all(&texts)?;
+        let mut flat = Vec::with_capacity(vectors.len() * DIMENSIONS);
+        for vector in &vectors {
+            flat.extend_from_slice(vector);
+        }
+        Ok(Self { vectors: flat, owners, entries: kb.entries.len(), embedded })
+    }
+
+    /// Every entry's closeness to one query vector, by entry index.
+    pub fn closeness(&self, query: &[f32]) -> Vec<Closeness> {
+        let mut best: Vec<Closeness> =
+            (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, phrasing: 0 }).collect();
+        let mut previous = usize::MAX;
+        let mut phrasing = 0;
+        for (vector, &owner) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.owners) {
+            // Phrasings are stored entry by entry, question first.
+            phrasing = if owner == previous { phrasing + 1 } else { 0 };
+            previous = owner;
+            let score = cosine(query, vector);
+            if let Some(closeness) = best.get_mut(owner)
+                && score > closeness.cosine
+            {
+                closeness.cosine = score;
+                closeness.phrasing = phrasing;
+            }
+        }
+        best
+    }
+}
