@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use candle_core::{D, DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use tokenizers::{Tokenizer, TruncationParams};
 
