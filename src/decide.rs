@@ -42,7 +42,7 @@ pub const HYBRID: Hybrid =
     Hybrid { lexical: 0.25, sentence_penalty: 0.05, answer: 0.80, floor: 0.55, coverage: 0.6, margin: 0.02 };
 
 /// Dense candidates kept per message, before the lexical ones are added.
-const DENSE_CANDIDATES: usize = 8;
+const DENSE_CANDIDATES: usize = 12;
 /// Lexical (BM25) candidates kept per message.
 const LEXICAL_CANDIDATES: usize = 5;
 
@@ -57,6 +57,10 @@ pub struct Candidate {
     pub sentence: f32,
     /// Which phrasing was closest (0 = the entry's question).
     pub phrasing: usize,
+    /// The mean of the three closest phrasings' cosines with the whole message.
+    pub mean3: f32,
+    /// The best cosine of the whole message with one of the answer's paragraphs.
+    pub answer: f32,
     /// Lexical coverage, 0 to 1.
     pub coverage: f32,
     /// BM25 score, when Tantivy returned the entry.
@@ -123,6 +127,8 @@ pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thre
                 whole: closeness.cosine,
                 sentence: *sentence.get(entry)?,
                 phrasing: closeness.phrasing,
+                mean3: closeness.mean3,
+                answer: closeness.answer,
                 coverage,
                 bm25,
                 exact,
