@@ -7,7 +7,6 @@ pub mod chat;
 pub mod cli;
 pub mod engine;
 pub mod eval;
-pub mod fake_telegram;
 pub mod knowledge;
 pub mod render;
 pub mod responder;

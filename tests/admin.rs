@@ -7,9 +7,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use faqbot::fake_telegram::{Call, FakeTelegram};
 use faqbot::responder::Kind;
 use faqbot::store::{self, Event, Store};
+use support::fake_telegram::{Call, FakeTelegram};
 use support::{Bot, WAIT, copy_dir, teloxide_escape, terminate};
 
 const ADMIN: i64 = 9000;
@@ -207,7 +207,7 @@ async fn a_reload_storm_loses_and_fails_no_question() {
     let replies = bot.fake.wait_for_count("sendMessage", questions, Duration::from_secs(120)).await;
     let reloaded = storm.join().expect("storm");
     assert_eq!(reloaded, 50, "every reload of a valid version went through");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.idle().await;
     assert_eq!(replies, questions);
     let sent = bot.fake.calls_of("sendMessage");
     assert_eq!(sent.len(), questions, "no question answered twice");
@@ -292,16 +292,23 @@ async fn the_database_survives_a_killed_process() {
         fake.push_text(33, question);
     }
     fake.wait_for_count("sendMessage", 3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed once the three replies are counted in the database.
+    let counted = || {
+        let connection = Store::open_read_only(data.path()).ok()?;
+        connection.query_row("SELECT SUM(count) FROM replies", [], |row| row.get::<_, Option<i64>>(0)).ok().flatten()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while counted().unwrap_or(0) < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
 
-    // It starts again on the same database and keeps counting.
-    let fake = FakeTelegram::start().await.expect("fake");
+    // It starts again on the same database (and the same Bot API) and keeps counting.
     let mut child = serve_with(&fake, Path::new("knowledge"), data.path(), &[]);
-    fake.wait_for_calls("setMyCommands", 1, WAIT).await;
+    fake.wait_for_calls("setMyCommands", 2, WAIT).await;
     fake.push_text(33, "what is the capital of france");
-    fake.wait_for_count("sendMessage", 1, WAIT).await;
+    fake.wait_for_count("sendMessage", 4, WAIT).await;
     terminate(&child);
     assert!(child.wait().expect("wait").success());
 
