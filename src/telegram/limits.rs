@@ -1,7 +1,7 @@
-//! Telegram's rate limits for sending messages: about 30 a second overall,
-//! one a second and 20 a minute per chat, 20 a minute per group. A message
-//! under the limits goes at once; one over them waits exactly as long as
-//! needed. (teloxide's Throttle releases its queue every 250 ms, which would
+//! Telegram's rate limits for sending messages: about 30 a second overall
+//! (spread evenly, one every 33 ms), one a second and 20 a minute per chat,
+//! 20 a minute per group. A message under the limits goes at once; one over
+//! them waits exactly as long as needed. (teloxide's Throttle releases its queue every 250 ms, which would
 //! add up to a quarter second to every reply.)
 
 use std::collections::{HashMap, VecDeque};
@@ -76,6 +76,12 @@ fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> O
     {
         wait = wait.max(SECOND.saturating_sub(now.duration_since(*first)));
     }
+    // Spread evenly rather than in bursts of 30: kinder to Telegram, and
+    // fewer sends are on the wire at any instant (what a kill -9 can repeat).
+    let gap = SECOND / limits.per_second_overall.max(1) as u32;
+    if let Some(last) = history.overall.back() {
+        wait = wait.max(gap.saturating_sub(now.duration_since(*last)));
+    }
     if !group && last_second >= limits.per_second_chat {
         let oldest_in_second = times.iter().rev().nth(limits.per_second_chat.saturating_sub(1));
         if let Some(time) = oldest_in_second {
@@ -117,15 +123,18 @@ mod tests {
         let wait = reserve(&mut history, &limits, 1, start + Duration::from_millis(300));
         assert_eq!(wait, Some(Duration::from_millis(700)));
         assert_eq!(reserve(&mut history, &limits, 1, start + SECOND), None);
-        // Other chats go at once, up to 30 in a second overall.
-        for chat in 2..=30 {
-            assert_eq!(reserve(&mut history, &limits, chat, start + SECOND), None, "chat {chat}");
+        // Other chats go one after another, evenly spread, 30 in a second overall.
+        let gap = SECOND / 30;
+        assert_eq!(reserve(&mut history, &limits, 2, start + SECOND), Some(gap));
+        for chat in 2..=30u32 {
+            let at = start + SECOND + gap * (chat - 1);
+            assert_eq!(reserve(&mut history, &limits, i64::from(chat), at), None, "chat {chat}");
         }
-        assert!(reserve(&mut history, &limits, 99, start + SECOND).is_some());
-        // A group may get 20 messages a minute, even several in a second.
+        assert!(reserve(&mut history, &limits, 99, start + SECOND + gap * 29).is_some());
+        // A group may get 20 messages a minute, several in a second.
         let mut history = History::default();
         for n in 0..20 {
-            assert_eq!(reserve(&mut history, &limits, -5, start + Duration::from_millis(n * 10)), None);
+            assert_eq!(reserve(&mut history, &limits, -5, start + Duration::from_millis(n * 34)), None);
         }
         assert!(reserve(&mut history, &limits, -5, start + SECOND).is_some_and(|wait| wait > Duration::from_secs(50)));
     }

@@ -80,7 +80,8 @@ impl Bot {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let pending = self.store.delivery(std::time::SystemTime::now()).map(|d| d.pending).unwrap_or(-1);
-            if pending == 0 {
+            // Updates still at the fake have not reached the inbox yet.
+            if pending == 0 && self.fake.unconfirmed() == 0 {
                 return;
             }
             assert!(std::time::Instant::now() < deadline, "the inbox never emptied ({pending} waiting)");
