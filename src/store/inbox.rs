@@ -29,6 +29,7 @@ pub(super) const SCHEMA: &str = "
         done_at INTEGER
     );
     CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (lane, id) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (id) WHERE state = 'pending';
     CREATE INDEX IF NOT EXISTS inbox_done ON inbox (state, done_at);
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
@@ -176,8 +177,11 @@ impl Store {
     pub fn inbox_next(&self, busy: &HashSet<i64>, limit: usize) -> anyhow::Result<Vec<Pending>> {
         self.db.with("reading the inbox", false, |connection| {
             let mut statement = connection.prepare_cached(
+                // Walks the waiting rows oldest first and keeps each chat's
+                // oldest: a few index lookups per row, however long the backlog.
                 "SELECT i.id, i.update_id, i.lane, i.received, i.body, i.flags, i.progress FROM inbox i
-                 JOIN (SELECT MIN(id) AS id FROM inbox WHERE state = 'pending' GROUP BY lane) head ON i.id = head.id
+                 WHERE i.state = 'pending' AND NOT EXISTS (
+                     SELECT 1 FROM inbox j WHERE j.state = 'pending' AND j.lane = i.lane AND j.id < i.id)
                  ORDER BY i.id LIMIT ?1",
             )?;
             let rows = statement.query_map(params![(limit + busy.len()) as i64], |row| {

@@ -195,8 +195,11 @@ async fn finish(ctx: &Ctx, row: &Pending, outcome: Outcome) -> Done {
 
 /// Sends the steps not sent before, recording each; `None` on shutdown.
 async fn send_all(ctx: &Ctx, row: &Pending, steps: Vec<Step>, deadline: Instant) -> Option<Outcome> {
+    let last = steps.len().saturating_sub(1);
     for (index, step) in steps.into_iter().enumerate().skip(row.progress) {
         match step_once(ctx, step, deadline).await {
+            // The outcome, recorded next, covers the last step.
+            Ok(()) if index == last => {}
             Ok(()) => {
                 let store = ctx.shared.store.clone();
                 let id = row.id;

@@ -320,7 +320,7 @@ fn admin_stats(engine: &Engine, shared: &Shared) -> String {
     text.push_str(&figures);
     match store.delivery(now) {
         Ok(delivery) => {
-            text.push_str("\n");
+            text.push('\n');
             text.push_str(&delivery.render());
         }
         Err(error) => text.push_str(&format!("\nReading delivery figures failed: {error:#}")),
@@ -346,14 +346,13 @@ fn on_callback(engine: &Engine, shared: &Shared, query: &CallbackQuery, fresh: b
                 steps = to_chat(texts(outgoing.chunks, outgoing.keyboard), chat);
             }
         }
-        Some(Action::Feedback(up, id)) => {
-            if kb.entry(&id).is_some() {
-                if fresh {
-                    shared.store.send(crate::store::Event::Feedback { entry: id, up });
-                }
-                popup = Some(kb.messages.feedback_thanks.clone());
+        Some(Action::Feedback(up, id)) if kb.entry(&id).is_some() => {
+            if fresh {
+                shared.store.send(crate::store::Event::Feedback { entry: id, up });
             }
+            popup = Some(kb.messages.feedback_thanks.clone());
         }
+        Some(Action::Feedback(..)) => {}
         Some(Action::Topic(id)) => {
             if let Some(topic) = kb.topics.iter().position(|topic| topic.id == id) {
                 let rows: Vec<Vec<InlineKeyboardButton>> = kb
