@@ -442,7 +442,7 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
 fn check(dir: &Path) -> anyhow::Result<u8> {
     if !dir.is_dir() {
         eprintln!(
-            "faqbot: error: no knowledge directory at {}; pass --knowledge DIR or set FAQBOT_KNOWLEDGE",
+            "faqbot: error: cannot read the knowledge directory {}: there is no such directory; pass --knowledge DIR or set FAQBOT_KNOWLEDGE",
             dir.display()
         );
         return Ok(EXIT_FAILURE);

@@ -199,7 +199,7 @@ async fn a_reload_storm_loses_and_fails_no_question() {
         }
         reloaded
     });
-    let (users, questions) = (100i64, 5000usize);
+    let (users, questions) = (100i64, 1500usize);
     for index in 0..questions {
         let question = if index % 2 == 0 { "is there parking at the clinic?" } else { "how much does it cost" };
         bot.fake.push_text(20_000 + index as i64 % users, question);

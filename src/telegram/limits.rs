@@ -35,12 +35,15 @@ struct History {
 pub struct RateLimiter {
     limits: Option<Limits>,
     history: Mutex<History>,
+    /// Taken (first come, first served) to wait for the overall limit, so a
+    /// backlog goes out oldest first rather than to whoever wakes first.
+    queue: tokio::sync::Mutex<()>,
 }
 
 impl RateLimiter {
     /// `None` sends everything at once (load benchmarks against a fake API only).
     pub fn new(limits: Option<Limits>) -> Self {
-        Self { limits, history: Mutex::new(History::default()) }
+        Self { limits, history: Mutex::new(History::default()), queue: tokio::sync::Mutex::new(()) }
     }
 
     /// Waits until a message to `chat` is within the limits, and counts it.
@@ -48,6 +51,18 @@ impl RateLimiter {
         let Some(limits) = self.limits else {
             return;
         };
+        // The chat's own limits first, without holding up other chats.
+        loop {
+            let wait = {
+                let mut history = self.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                chat_wait(&mut history, &limits, chat, Instant::now())
+            };
+            match wait {
+                None => break,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        let _turn = self.queue.lock().await;
         loop {
             let wait = {
                 let mut history = self.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -61,9 +76,19 @@ impl RateLimiter {
     }
 }
 
+/// How long `chat`'s own limits say to wait, if at all (nothing is counted).
+fn chat_wait(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> Option<Duration> {
+    reserve_or_wait(history, limits, chat, now, false)
+}
+
+fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> Option<Duration> {
+    reserve_or_wait(history, limits, chat, now, true)
+}
+
 /// Counts a message to `chat` at `now` if the limits allow it (`None`), or
 /// says how long to wait before trying again.
-fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> Option<Duration> {
+/// With `overall` false only the chat's limits are checked and nothing is counted.
+fn reserve_or_wait(history: &mut History, limits: &Limits, chat: i64, now: Instant, overall: bool) -> Option<Duration> {
     prune(&mut history.overall, now, SECOND);
     let group = chat < 0;
     let times = history.chats.entry(chat).or_default();
@@ -71,7 +96,8 @@ fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> O
     let last_second = times.iter().rev().take_while(|time| now.duration_since(**time) < SECOND).count();
     let per_minute = if group { limits.per_minute_group } else { limits.per_minute_chat };
     let mut wait = Duration::ZERO;
-    if history.overall.len() >= limits.per_second_overall
+    if overall
+        && history.overall.len() >= limits.per_second_overall
         && let Some(first) = history.overall.front()
     {
         wait = wait.max(SECOND.saturating_sub(now.duration_since(*first)));
@@ -79,7 +105,7 @@ fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> O
     // Spread evenly rather than in bursts of 30: kinder to Telegram, and
     // fewer sends are on the wire at any instant (what a kill -9 can repeat).
     let gap = SECOND / limits.per_second_overall.max(1) as u32;
-    if let Some(last) = history.overall.back() {
+    if overall && let Some(last) = history.overall.back() {
         wait = wait.max(gap.saturating_sub(now.duration_since(*last)));
     }
     if !group && last_second >= limits.per_second_chat {
@@ -95,6 +121,9 @@ fn reserve(history: &mut History, limits: &Limits, chat: i64, now: Instant) -> O
     }
     if wait > Duration::ZERO {
         return Some(wait);
+    }
+    if !overall {
+        return None;
     }
     times.push_back(now);
     history.overall.push_back(now);
