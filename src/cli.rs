@@ -109,6 +109,9 @@ pub enum Command {
         /// Telegram user ids allowed to use /reload, /stats and /unanswered (comma-separated).
         #[arg(long, env = "FAQBOT_ADMINS", value_delimiter = ',', value_name = "IDS")]
         admins: Vec<String>,
+        /// Minutes to keep retrying a reply Telegram fails to take before giving it up.
+        #[arg(long, default_value_t = 60, value_name = "MINUTES")]
+        give_up_after: u64,
     },
     /// Print usage figures and the most frequent unanswered questions from the database.
     Report {
@@ -129,16 +132,6 @@ pub enum Command {
         /// Knowledge-base sizes for the scale runs.
         #[arg(long, value_delimiter = ',', default_value = "1000,4000,16000")]
         scales: Vec<usize>,
-    },
-    /// Load-test the Telegram bot against a local fake Bot API (throttling off).
-    BenchBot {
-        #[arg(long, default_value_t = 500)]
-        users: usize,
-        #[arg(long, default_value_t = 10_000)]
-        questions: usize,
-        /// Where the questions come from (in-scope cases of a labelled set).
-        #[arg(long, default_value = "tests/data/dev-tune.jsonl", value_name = "FILE")]
-        from: PathBuf,
     },
     /// Download or check the local sentence-embedding model's files.
     Model {
@@ -188,12 +181,25 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(serving: bool) {
+    use std::io::IsTerminal;
     // A server reports what it does; the other commands only their problems.
     let default = if serving { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Logs go to standard error so that standard output stays machine-readable.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Logs go to standard error so that standard output stays machine-readable;
+    // colour codes only for a terminal, never into journald or Docker logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if serving {
+        // A panic's message can quote what a user wrote: log where, not what.
+        std::panic::set_hook(Box::new(|info| {
+            let place = info.location().map_or_else(String::new, |place| format!(" at {place}"));
+            tracing::error!("a task panicked{place}; the bot carries on");
+        }));
+    }
 }
 
 /// Runs one parsed command; `Err` means it could not run.
@@ -221,7 +227,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Command::Serve { webhook_url, listen, flood_limit, no_throttle, watch, data, retention_days, admins } => {
+        Command::Serve {
+            webhook_url,
+            listen,
+            flood_limit,
+            no_throttle,
+            watch,
+            data,
+            retention_days,
+            admins,
+            give_up_after,
+        } => {
             let Some(token) = std::env::var("TELOXIDE_TOKEN").ok().filter(|token| !token.trim().is_empty()) else {
                 eprintln!(
                     "faqbot: TELOXIDE_TOKEN is not set: create a bot with @BotFather and run `TELOXIDE_TOKEN=<token> faqbot serve` (`faqbot chat` needs no token)"
@@ -236,6 +252,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 options.webhook = Some(telegram::Webhook { url: url.clone(), listen: *listen });
             }
             options.admins = parse_admins(admins)?;
+            options.give_up_after = Duration::from_secs(give_up_after.saturating_mul(60));
             let retention = Duration::from_secs(u64::from(*retention_days) * 86_400);
             let setup = Setup { watch: *watch, data: data.clone(), retention };
             serve(&cli.knowledge, options, setup)?;
@@ -244,10 +261,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Bench { questions, medquad, scales } => {
             let report = crate::bench::run(&cli.knowledge, questions, medquad.as_deref(), scales)?;
             println!("{report}");
-            Ok(0)
-        }
-        Command::BenchBot { users, questions, from } => {
-            println!("{}", crate::bench::telegram_load(&cli.knowledge, from, *users, *questions)?);
             Ok(0)
         }
         Command::BenchScale { medquad, entries } => {
@@ -368,23 +381,27 @@ struct Setup {
     retention: Duration,
 }
 
-/// Runs the bot until SIGINT or SIGTERM; replies in flight are finished, and
-/// the process stops at most 5 s after the signal. SIGHUP reloads the
-/// knowledge base.
+/// Runs the bot until SIGINT or SIGTERM: then no more updates are fetched,
+/// the sends in flight finish, what is unanswered stays in the inbox for the
+/// next start, and the database is checkpointed. SIGHUP reloads the knowledge
+/// base.
 fn serve(dir: &Path, options: telegram::Options, setup: Setup) -> anyhow::Result<()> {
     let engine = Engine::load(dir)?;
     tracing::info!("knowledge: {}", engine.kb.summary());
     let engine = Arc::new(ArcSwap::from_pointee(engine));
     let reloader = Arc::new(crate::admin::Reloader::new(dir.to_path_buf(), engine));
-    // Without a database the bot still answers; it just keeps nothing.
-    let store = match crate::store::Store::open(&setup.data, crate::store::Options { retention: setup.retention }) {
+    let store_options = crate::store::Options { retention: setup.retention };
+    // Without a database the bot still answers, from an inbox in memory.
+    let store = match crate::store::Store::open(&setup.data, store_options) {
         Ok(store) => {
             tracing::info!("database: {}", store.path.display());
-            Some(store)
+            store
         }
         Err(error) => {
-            tracing::error!("no database, nothing will be kept: {error:#}");
-            None
+            tracing::error!(
+                "no usable database, so nothing is kept and pending replies do not survive a restart: {error:#}"
+            );
+            crate::store::Store::in_memory(store_options)?
         }
     };
     if options.admins.is_empty() {
@@ -394,7 +411,8 @@ fn serve(dir: &Path, options: telegram::Options, setup: Setup) -> anyhow::Result
         crate::admin::watch(reloader.clone(), Duration::from_millis(500)).context("starting the file watcher")?;
         tracing::info!("watching {} for changes", dir.display());
     }
-    let flush_on_exit = store.clone();
+    let on_exit = store.clone();
+    let grace = options.grace;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async move {
         #[cfg(unix)]
@@ -416,19 +434,19 @@ fn serve(dir: &Path, options: telegram::Options, setup: Setup) -> anyhow::Result
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop.send(());
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            tracing::warn!("replies still in flight after 5 s; stopping anyway");
+            // A safety net only: serve returns once the sends in flight end.
+            tokio::time::sleep(grace + Duration::from_secs(10)).await;
+            tracing::warn!("still stopping after {:?}; exiting (what is unanswered stays in the inbox)", grace);
             std::process::exit(0);
         });
-        telegram::serve(reloader, store, options, async move {
+        telegram::serve(reloader, Some(store), options, async move {
             let _ = stopped.await;
         })
         .await
     });
-    // What the last replies recorded is written before the process ends.
-    if let Some(store) = flush_on_exit {
-        store.flush();
-    }
+    // Written and checkpointed, so that a copy of the database file alone is complete.
+    on_exit.close();
+    runtime.shutdown_timeout(Duration::from_secs(1));
     served
 }
 
@@ -516,6 +534,13 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
 }
 
 fn check(dir: &Path) -> anyhow::Result<u8> {
+    if !dir.is_dir() {
+        eprintln!(
+            "faqbot: error: cannot read the knowledge directory {}: there is no such directory; pass --knowledge DIR or set FAQBOT_KNOWLEDGE",
+            dir.display()
+        );
+        return Ok(EXIT_FAILURE);
+    }
     match knowledge::load(dir) {
         Ok(kb) => {
             let engine = Engine::new(kb)?;

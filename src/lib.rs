@@ -8,7 +8,6 @@ pub mod cli;
 pub mod decide;
 pub mod engine;
 pub mod eval;
-pub mod fake_telegram;
 pub mod knowledge;
 pub mod model;
 pub mod render;

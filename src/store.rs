@@ -2,22 +2,31 @@
 //! reply counts per kind per day, 👍/👎 per entry, and, for curation, the text
 //! of questions that got no answer or a clarification, kept for a retention
 //! period (30 days by default) with the user id replaced by a keyed hash.
-//! Crisis messages are never stored, only counted.
+//! Crisis messages are never kept, only counted. The same database holds the
+//! delivery inbox (`store/inbox.rs`): updates waiting for their reply.
 //!
-//! Writes go through one writer thread fed by a channel, so answering never
-//! waits for the disk and a failing database only costs log lines. Reads
-//! (`/stats`, `faqbot report`) use their own connection; WAL mode lets them run
-//! beside the writer.
+//! Figures go through one writer thread fed by a channel, so answering never
+//! waits for them. Everything uses one connection behind a mutex: at
+//! Telegram's pace (30 messages a second) that costs nothing, and it works the
+//! same for the in-memory fallback. A failed write is logged once per kind of
+//! failure and counted (`/stats` says its figures may be incomplete); a
+//! deleted or replaced database file is noticed and recreated.
 
+mod inbox;
+
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use hmac::{KeyInit, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
+
+pub use inbox::{Delivery, Incoming, NOTICE_FIRST, NOTICE_ONLY, Outcome, Pending};
 
 use crate::responder::Kind;
 use crate::text::normalize;
@@ -26,9 +35,12 @@ const DATABASE: &str = "faqbot.sqlite3";
 const KEY_FILE: &str = "user-hash.key";
 /// Questions kept for curation are cut to this many characters.
 const MAX_STORED_CHARS: usize = 500;
+/// How often the database file is checked for having been deleted or replaced.
+const IDENTITY_CHECK: Duration = Duration::from_secs(1);
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
+    PRAGMA secure_delete = ON;
     CREATE TABLE IF NOT EXISTS replies (
         day TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -66,7 +78,8 @@ pub enum Event {
         entry: String,
         up: bool,
     },
-    /// Delete stored questions older than the retention period.
+    /// Delete stored questions older than the retention period, and finished
+    /// inbox rows older than two days.
     Purge {
         now: SystemTime,
     },
@@ -78,7 +91,8 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Store {
     events: mpsc::Sender<Event>,
-    reader: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
+    /// The database file, or `:memory:` for the fallback.
     pub path: PathBuf,
 }
 
@@ -94,21 +108,204 @@ impl Default for Options {
     }
 }
 
+/// The connection and what is known about its health.
+struct Db {
+    connection: Mutex<Connection>,
+    /// The file, `None` in memory.
+    file: Option<PathBuf>,
+    /// The file's device and inode when opened, and when that was last checked.
+    identity: Mutex<(Option<(u64, u64)>, Instant)>,
+    failed_writes: AtomicU64,
+    /// Kinds of failure already logged: each is logged once, then only counted.
+    logged: Mutex<HashSet<String>>,
+    recreated: AtomicU64,
+}
+
+/// What `/stats` needs to say about the store itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    pub failed_writes: u64,
+    /// How often the file was found deleted or replaced and recreated.
+    pub recreated: u64,
+    pub in_memory: bool,
+}
+
+impl Health {
+    /// A warning line for `/stats` when its figures may be incomplete.
+    pub fn warning(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.in_memory {
+            parts.push(String::from("no database file: nothing is kept across restarts"));
+        }
+        if self.failed_writes > 0 {
+            parts.push(format!("{} database write(s) failed since start (see the log)", self.failed_writes));
+        }
+        if self.recreated > 0 {
+            parts.push(format!("the database file was deleted or replaced {} time(s) and recreated", self.recreated));
+        }
+        (!parts.is_empty()).then(|| format!("⚠ Figures may be incomplete: {}.", parts.join("; ")))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+fn open_file(path: &Path) -> anyhow::Result<Connection> {
+    let connection = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    connection.busy_timeout(Duration::from_secs(5)).context("setting the busy timeout")?;
+    prepare(&connection).with_context(|| format!("preparing {}", path.display()))?;
+    Ok(connection)
+}
+
+fn prepare(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(SCHEMA)?;
+    connection.execute_batch(inbox::SCHEMA)?;
+    // A database that opens but cannot be written (read-only file or
+    // directory, full disk) is an error now, not a silent loss later.
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES ('opened', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1",
+        params![seconds(SystemTime::now())],
+    )?;
+    Ok(())
+}
+
+impl Db {
+    /// Runs `work` on the connection. A failed write is counted and logged
+    /// once per kind of failure.
+    fn with<T>(
+        &self,
+        what: &str,
+        write: bool,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut connection = lock(&self.connection);
+        self.check_identity(&mut connection);
+        match work(&mut connection) {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                if write {
+                    self.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    let kind = match &error {
+                        rusqlite::Error::SqliteFailure(failure, _) => format!("{:?}", failure.code),
+                        other => format!("{:?}", std::mem::discriminant(other)),
+                    };
+                    if lock(&self.logged).insert(kind) {
+                        tracing::error!(
+                            "database write failed ({what}): {error}; answering goes on, and further failures of this kind are only counted (/stats)"
+                        );
+                    }
+                }
+                Err(error).with_context(|| format!("database: {what}"))
+            }
+        }
+    }
+
+    /// Notices a database file deleted or replaced under the running bot and
+    /// recreates it: a deleted file is rebuilt from the copy still open.
+    fn check_identity(&self, connection: &mut Connection) {
+        let Some(path) = &self.file else { return };
+        let mut known = lock(&self.identity);
+        if known.1.elapsed() < IDENTITY_CHECK {
+            return;
+        }
+        known.1 = Instant::now();
+        let now = identity(path);
+        if now.is_some() && now == known.0 {
+            return;
+        }
+        self.recreated.fetch_add(1, Ordering::Relaxed);
+        if now.is_none() {
+            // Deleted: the open connection still reads the old file.
+            let copied = connection.execute("VACUUM INTO ?1", params![path.to_string_lossy()]);
+            match copied {
+                Ok(_) => tracing::warn!(
+                    "the database {} was deleted while running; recreated it with its data",
+                    path.display()
+                ),
+                Err(error) => tracing::error!(
+                    "the database {} was deleted while running and could not be copied back ({error}); starting an empty one",
+                    path.display()
+                ),
+            }
+        } else {
+            tracing::warn!("the database {} was replaced while running; using the new file", path.display());
+        }
+        // The old connection is closed before the new one opens, so that its
+        // closing never touches the new file's journal.
+        let placeholder = match Connection::open_in_memory() {
+            Ok(placeholder) => placeholder,
+            Err(error) => {
+                tracing::error!("cannot reopen the database: {error}");
+                return;
+            }
+        };
+        drop(std::mem::replace(connection, placeholder));
+        match open_file(path) {
+            Ok(fresh) => {
+                *connection = fresh;
+                known.0 = identity(path);
+            }
+            Err(error) => tracing::error!("cannot reopen the database {}: {error:#}", path.display()),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir` and starts the writer thread.
+    /// Fails if the database cannot be written.
     pub fn open(dir: &Path, options: Options) -> anyhow::Result<Self> {
         fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
         let key = hash_key(dir)?;
         let path = dir.join(DATABASE);
-        let writer = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        writer.execute_batch(SCHEMA).with_context(|| format!("preparing {}", path.display()))?;
-        let reader = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let connection = open_file(&path)?;
+        Self::start(connection, Some(path.clone()), path, key, options)
+    }
+
+    /// A store that lives in memory only: used when the database cannot be
+    /// opened, so that delivery works the same (but does not survive a restart).
+    pub fn in_memory(options: Options) -> anyhow::Result<Self> {
+        let connection = Connection::open_in_memory().context("opening an in-memory database")?;
+        prepare(&connection).context("preparing the in-memory database")?;
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).map_err(|error| anyhow::anyhow!("no system randomness for the key: {error}"))?;
+        Self::start(connection, None, PathBuf::from(":memory:"), key, options)
+    }
+
+    fn start(
+        connection: Connection,
+        file: Option<PathBuf>,
+        path: PathBuf,
+        key: Vec<u8>,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        let known = file.as_deref().and_then(identity);
+        let db = Arc::new(Db {
+            connection: Mutex::new(connection),
+            file,
+            identity: Mutex::new((known, Instant::now())),
+            failed_writes: AtomicU64::new(0),
+            logged: Mutex::new(HashSet::new()),
+            recreated: AtomicU64::new(0),
+        });
         let (events, received) = mpsc::channel();
+        let writer = db.clone();
         std::thread::Builder::new()
             .name("faqbot-store".into())
-            .spawn(move || write_loop(writer, received, key, options))
+            .spawn(move || write_loop(&writer, received, key, options))
             .context("starting the database writer")?;
-        let store = Self { events, reader: Arc::new(Mutex::new(reader)), path };
+        let store = Self { events, db, path };
         store.send(Event::Purge { now: SystemTime::now() });
         Ok(store)
     }
@@ -137,10 +334,35 @@ impl Store {
         let _ = wait.recv_timeout(Duration::from_secs(10));
     }
 
-    /// Runs `query` on the reading connection.
+    /// Runs `query` on the connection.
     pub fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let connection = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        query(&connection).context("reading the database")
+        self.db.with("reading", false, |connection| query(connection))
+    }
+
+    /// Failed writes and recreations since start.
+    pub fn health(&self) -> Health {
+        Health {
+            failed_writes: self.db.failed_writes.load(Ordering::Relaxed),
+            recreated: self.db.recreated.load(Ordering::Relaxed),
+            in_memory: self.db.file.is_none(),
+        }
+    }
+
+    /// Writes what is queued and moves the write-ahead log into the main file,
+    /// so that a copy of the file alone is complete. Call at a clean exit.
+    pub fn close(&self) {
+        self.flush();
+        if self.db.file.is_none() {
+            return;
+        }
+        let checkpoint = self.db.with("checkpointing", true, |connection| {
+            connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))
+        });
+        match checkpoint {
+            Ok(0) => tracing::info!("database checkpointed: {}", self.path.display()),
+            Ok(_) => tracing::warn!("database checkpoint incomplete (busy): {}", self.path.display()),
+            Err(error) => tracing::error!("{error:#}"),
+        }
     }
 }
 
@@ -188,23 +410,24 @@ pub fn user_hash(key: &[u8], user: u64) -> String {
 }
 
 fn day(at: SystemTime) -> String {
-    crate::text::utc_timestamp(at)[..10].to_owned()
+    crate::text::utc_timestamp(at).chars().take(10).collect()
 }
 
 fn seconds(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() as i64)
 }
 
-fn write_loop(mut connection: Connection, events: mpsc::Receiver<Event>, key: Vec<u8>, options: Options) {
+fn write_loop(db: &Db, events: mpsc::Receiver<Event>, key: Vec<u8>, options: Options) {
     let mut last_purge = SystemTime::now();
     while let Ok(first) = events.recv() {
         // Everything already waiting goes into one transaction.
         let mut batch = vec![first];
         batch.extend(events.try_iter());
         let mut flushes = Vec::new();
-        if let Err(error) = write_batch(&mut connection, &mut batch, &key, options, &mut flushes) {
-            tracing::error!("writing to the database failed; answering goes on: {error}");
-        }
+        // Failures are logged (once per kind) and counted by `with`.
+        let _ = db.with("recording figures", true, |connection| {
+            write_batch(connection, &mut batch, &key, options, &mut flushes)
+        });
         for done in flushes {
             let _ = done.send(());
         }
@@ -212,9 +435,9 @@ fn write_loop(mut connection: Connection, events: mpsc::Receiver<Event>, key: Ve
         if now.duration_since(last_purge).unwrap_or_default() > Duration::from_secs(3600) {
             last_purge = now;
             let mut purge = vec![Event::Purge { now }];
-            if let Err(error) = write_batch(&mut connection, &mut purge, &key, options, &mut Vec::new()) {
-                tracing::error!("purging old questions failed: {error}");
-            }
+            let _ = db.with("purging old questions", true, |connection| {
+                write_batch(connection, &mut purge, &key, options, &mut Vec::new())
+            });
         }
     }
 }
@@ -261,6 +484,7 @@ fn write_batch(
                 if removed > 0 {
                     tracing::info!("purged {removed} stored question(s) older than the retention period");
                 }
+                inbox::purge(&transaction, now)?;
             }
             Event::Flush(done) => flushes.push(done),
         }

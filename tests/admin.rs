@@ -7,9 +7,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use faqbot::fake_telegram::{Call, FakeTelegram};
 use faqbot::responder::Kind;
 use faqbot::store::{self, Event, Store};
+use support::fake_telegram::{Call, FakeTelegram};
 use support::{Bot, WAIT, copy_dir, teloxide_escape, terminate};
 
 const ADMIN: i64 = 9000;
@@ -199,7 +199,7 @@ async fn a_reload_storm_loses_and_fails_no_question() {
         }
         reloaded
     });
-    let (users, questions) = (100i64, 5000usize);
+    let (users, questions) = (100i64, 1500usize);
     for index in 0..questions {
         let question = if index % 2 == 0 { "is there parking at the clinic?" } else { "how much does it cost" };
         bot.fake.push_text(20_000 + index as i64 % users, question);
@@ -207,7 +207,7 @@ async fn a_reload_storm_loses_and_fails_no_question() {
     let replies = bot.fake.wait_for_count("sendMessage", questions, Duration::from_secs(120)).await;
     let reloaded = storm.join().expect("storm");
     assert_eq!(reloaded, 50, "every reload of a valid version went through");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.idle().await;
     assert_eq!(replies, questions);
     let sent = bot.fake.calls_of("sendMessage");
     assert_eq!(sent.len(), questions, "no question answered twice");
@@ -292,16 +292,27 @@ async fn the_database_survives_a_killed_process() {
         fake.push_text(33, question);
     }
     fake.wait_for_count("sendMessage", 3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed once the three replies are counted and recorded as sent.
+    let counted = || {
+        let connection = Store::open_read_only(data.path()).ok()?;
+        let replies: Option<i64> =
+            connection.query_row("SELECT SUM(count) FROM replies", [], |row| row.get(0)).ok().flatten();
+        let sent: i64 =
+            connection.query_row("SELECT COUNT(*) FROM inbox WHERE state = 'sent'", [], |row| row.get(0)).ok()?;
+        Some(replies.unwrap_or(0).min(sent))
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while counted().unwrap_or(0) < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
 
-    // It starts again on the same database and keeps counting.
-    let fake = FakeTelegram::start().await.expect("fake");
+    // It starts again on the same database (and the same Bot API) and keeps counting.
     let mut child = serve_with(&fake, Path::new("knowledge"), data.path(), &[]);
-    fake.wait_for_calls("setMyCommands", 1, WAIT).await;
+    fake.wait_for_calls("setMyCommands", 2, WAIT).await;
     fake.push_text(33, "what is the capital of france");
-    fake.wait_for_count("sendMessage", 1, WAIT).await;
+    fake.wait_for_count("sendMessage", 4, WAIT).await;
     terminate(&child);
     assert!(child.wait().expect("wait").success());
 
@@ -315,4 +326,65 @@ async fn the_database_survives_a_killed_process() {
     assert!(text.contains("integrity ok"), "{text}");
     assert!(text.contains("2× what is the capital of france"), "{text}");
     assert!(text.contains("answer 1"), "{text}");
+}
+
+fn reply_event(question: &str) -> Event {
+    Event::Reply { kind: Kind::NoMatch, entry: None, question: question.to_owned(), user: 1, at: SystemTime::now() }
+}
+
+#[test]
+fn a_database_deleted_while_running_is_recreated_with_its_data() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(data.path(), store::Options::default()).expect("store");
+    store.send(reply_event("what is the capital of france"));
+    store.flush();
+    let file = data.path().join("faqbot.sqlite3");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    // Writes go on; within a second or so the file is back.
+    let deadline = std::time::Instant::now() + WAIT;
+    while store.health().recreated == 0 && std::time::Instant::now() < deadline {
+        store.send(reply_event("tell me a joke"));
+        store.flush();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(file.exists(), "the database file was not recreated");
+    assert_eq!(store.health().recreated, 1);
+    let rows = store.read(|connection| store::unanswered(connection, SystemTime::now(), 30)).expect("read");
+    assert!(rows.iter().any(|(_, question)| question == "what is the capital of france"), "{rows:?}");
+    store.close();
+    let connection = Store::open_read_only(data.path()).expect("reopen");
+    let kept: i64 = connection.query_row("SELECT COUNT(*) FROM unanswered", [], |row| row.get(0)).expect("count");
+    assert!(kept >= 2, "{kept}");
+}
+
+#[test]
+fn failed_writes_are_counted_and_stats_say_figures_may_be_incomplete() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(data.path(), store::Options::default()).expect("store");
+    assert_eq!(store.health().warning(), None);
+    let other = rusqlite::Connection::open(data.path().join("faqbot.sqlite3")).expect("open");
+    other.execute_batch("DROP TABLE replies").expect("drop");
+    for _ in 0..3 {
+        store.send(reply_event("what is the capital of france"));
+        store.flush();
+    }
+    let health = store.health();
+    // Events are written in batches: each failed batch counts once.
+    assert!(health.failed_writes >= 1, "{health:?}");
+    let warning = health.warning().unwrap_or_default();
+    assert!(warning.contains("Figures may be incomplete") && warning.contains("database write(s) failed"), "{warning}");
+}
+
+#[test]
+fn check_on_a_missing_directory_says_so_in_one_line_with_a_hint() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+        .args(["check", "--knowledge", "/nonexistent/knowledge"])
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/knowledge") && stderr.contains("--knowledge DIR"), "{stderr}");
 }

@@ -1,5 +1,5 @@
 //! The Telegram bot end to end: the real dispatcher against a fake Bot API on
-//! 127.0.0.1 (`faqbot::fake_telegram`), in-process, and the built `faqbot
+//! 127.0.0.1 (`tests/support/fake_telegram.rs`), in-process, and the built `faqbot
 //! serve` binary against the same fake through `TELOXIDE_API_URL`.
 
 mod support;
@@ -7,10 +7,10 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use faqbot::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, group_chat, private_chat};
 use faqbot::telegram;
 use serde_json::{Value, json};
-use support::{Bot, TOKEN, WAIT, as_message, copy_dir, spawn_serve, teloxide_escape, terminate};
+use support::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, group_chat, private_chat};
+use support::{Bot, Logs, TOKEN, WAIT, as_message, copy_dir, spawn_serve, teloxide_escape, terminate, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_conversation_with_buttons_and_feedback() {
@@ -115,7 +115,7 @@ async fn in_groups_only_commands_mentions_and_replies_are_answered() {
     // A reply to the bot's own message is answered.
     let bot_message = json!({
         "message_id": 900, "date": 1_763_700_001, "chat": group_chat(group),
-        "from": { "id": faqbot::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
+        "from": { "id": support::fake_telegram::BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME },
         "text": "earlier answer",
     });
     bot.fake.push(json!({ "message": bot.fake.message(group_chat(group), user, json!({ "text": "is it addictive?", "reply_to_message": bot_message })) }));
@@ -227,7 +227,9 @@ async fn losing_the_api_backs_off_and_resumes_by_itself() {
     let bot = Bot::shipped().await;
     let user = 5002;
     bot.fake.set_offline(true);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = bot.fake.offline_refusals();
+    // Offline until the bot has been refused a few times and backed off.
+    bot.fake.wait_offline_refusals(before + 2, WAIT).await;
     bot.fake.push_text(user, "is ketamine legal?");
     bot.fake.set_offline(false);
     let sent = bot.sent_to(user, 1).await;
@@ -247,7 +249,7 @@ async fn one_flooding_user_gets_one_notice_and_others_are_still_answered() {
     assert!(sent[0].text().starts_with("<b>Is ketamine legal?</b>"));
     let flood = teloxide_escape(&bot.engine.kb.messages.flood);
     bot.sent_to(flooder, 6).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    bot.idle().await;
     let to_flooder: Vec<Call> =
         bot.fake.calls_of("sendMessage").into_iter().filter(|c| c.chat_id() == Some(flooder)).collect();
     assert_eq!(to_flooder.len(), 6, "five answers and one notice: {to_flooder:#?}");
@@ -268,32 +270,25 @@ async fn the_token_reaches_only_the_api_path_never_the_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_binary_answers_through_the_api_url_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().expect("temp dir");
     let fake = FakeTelegram::start().await.expect("fake API");
-    let mut child = spawn_serve(&fake.url(), TOKEN);
+    let mut child = spawn_serve(&fake.url(), TOKEN, data.path());
+    let logs = Logs::collect(&mut child);
     fake.wait_for_calls("setMyCommands", 1, WAIT).await;
     fake.push_text(8001, "can I drive after my infusion?");
     fake.push_text(8001, "I want to kill myself");
     let sent = fake.wait_for_calls("sendMessage", 2, WAIT).await;
+    assert_eq!(sent.len(), 2, "{}", logs.text());
     assert!(sent[0].text().starts_with("<b>Can I drive after ketamine?</b>"), "{}", sent[0].text());
     assert!(sent[1].text().contains("988"), "{}", sent[1].text());
 
-    let started = Instant::now();
     terminate(&child);
-    let status = tokio::task::spawn_blocking(move || {
-        let status = child.wait();
-        (status, child)
-    })
-    .await
-    .expect("join");
-    let (status, mut child) = status;
-    assert!(started.elapsed() < Duration::from_secs(5), "stopped in {:?}", started.elapsed());
-    assert!(status.expect("wait").success());
-    let mut logs = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        use std::io::Read;
-        let _ = stderr.read_to_string(&mut logs);
-    }
+    let (_child, status) = wait_exit(child, WAIT).await;
+    assert!(status.is_some_and(|status| status.success()), "{status:?}");
+    assert!(logs.wait_for("database checkpointed", WAIT).await, "{}", logs.text());
+    let logs = logs.text();
     assert!(logs.contains("shutting down"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in logs that go to a pipe:\n{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,14 +297,15 @@ async fn an_unreachable_api_is_retried_and_the_token_never_logged() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let url = format!("http://{}", closed.local_addr().expect("address"));
     drop(closed);
+    let data = tempfile::tempdir().expect("temp dir");
     let secret = "987654:VERY-SECRET-TOKEN";
-    let mut child = spawn_serve(&url, secret);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    terminate(&child);
+    let mut child = spawn_serve(&url, secret, data.path());
+    let logs = Logs::collect(&mut child);
+    let retried = logs.wait_for("getMe failed (attempt 2)", WAIT).await;
     let _ = child.kill();
-    let output = child.wait_with_output().expect("wait");
-    let logs = String::from_utf8_lossy(&output.stderr);
-    assert!(logs.contains("getMe failed"), "{logs}");
+    let _ = wait_exit(child, WAIT).await;
+    let logs = logs.text();
+    assert!(retried, "{logs}");
     assert!(!logs.contains("VERY-SECRET-TOKEN"), "token in logs:\n{logs}");
 }
 

@@ -1,45 +1,116 @@
 //! What happens to each update. Decisions are made once, at the top: who sent
 //! it, in which kind of chat, whether it is a command, a question, a button or
-//! something else; then straight-line functions send the reply.
+//! something else. `triage` decides on arrival whether an update is kept at
+//! all; `plan` turns a kept update into the steps of its reply (messages to
+//! send, a message to edit, a button to acknowledge). Planning does no I/O but
+//! the store's figures and `/reload`; `deliver` sends the steps.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use teloxide::RequestError;
-use teloxide::dispatching::UpdateHandler;
-use teloxide::prelude::*;
-use teloxide::requests::Request;
 use teloxide::types::{
-    CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, MediaKind, MessageId,
-    MessageKind, ParseMode,
+    CallbackQuery, CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MediaKind, Message, MessageId,
+    MessageKind, Update, UpdateKind,
 };
 
-use super::flood::Verdict as Flood;
-use super::limits::RateLimiter;
+use super::Shared;
 use super::render::{self, Action};
-use super::{Api, Shared};
 use crate::engine::Engine;
 use crate::responder;
 
-type HandlerError = Box<dyn std::error::Error + Send + Sync>;
-type HandlerResult = Result<(), HandlerError>;
-
-/// Where replies go: the API, Telegram's rate limits, and the chat.
-#[derive(Clone, Copy)]
-struct To<'a> {
-    api: &'a Api,
-    limiter: &'a RateLimiter,
-    chat: ChatId,
+/// One thing the bot does to reply, in order.
+#[derive(Debug, Clone)]
+pub(super) enum Step {
+    /// Send one HTML message, with a keyboard under it.
+    Send { chat: ChatId, html: String, keyboard: Option<InlineKeyboardMarkup> },
+    /// Replace a message's text and keyboard; send anew if it cannot be edited.
+    Edit { chat: ChatId, message: MessageId, html: String, keyboard: InlineKeyboardMarkup },
+    /// Stop a pressed button spinning, with an optional pop-up.
+    Ack { id: CallbackQueryId, text: Option<String> },
 }
 
-/// How many times a request is retried after a 429.
-const RETRIES: usize = 4;
+/// Whether an update is kept for a reply, and where the reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Triage {
+    Ignore,
+    /// A message for the bot: the flood guard counts it for `user`.
+    Message {
+        chat: i64,
+        user: u64,
+    },
+    Button {
+        chat: i64,
+    },
+}
 
-pub(super) fn schema() -> UpdateHandler<HandlerError> {
-    dptree::entry()
-        .branch(Update::filter_message().endpoint(on_message))
-        .branch(Update::filter_edited_message().endpoint(on_message))
-        .branch(Update::filter_callback_query().endpoint(on_callback))
+/// Decides on arrival whether an update needs a reply. Never panics.
+pub(super) fn triage(update: &Update, username: &str) -> Triage {
+    match &update.kind {
+        UpdateKind::Message(message) | UpdateKind::EditedMessage(message) => {
+            let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else {
+                return Triage::Ignore;
+            };
+            match intent(message, username) {
+                Intent::Ignore => Triage::Ignore,
+                _ => Triage::Message { chat: message.chat.id.0, user: user.id.0 },
+            }
+        }
+        UpdateKind::CallbackQuery(query) => Triage::Button { chat: callback_chat(query).0 },
+        _ => Triage::Ignore,
+    }
+}
+
+fn callback_chat(query: &CallbackQuery) -> ChatId {
+    query.message.as_ref().map_or(ChatId(query.from.id.0 as i64), |message| message.chat().id)
+}
+
+/// The steps of the reply to a kept update. `fresh` is false when a reply
+/// interrupted by a restart is resumed: its figures were already counted.
+pub(super) fn plan(shared: &Shared, update: &Update, fresh: bool) -> Vec<Step> {
+    let engine = shared.engine.load_full();
+    match &update.kind {
+        UpdateKind::Message(message) | UpdateKind::EditedMessage(message) => {
+            let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else {
+                return Vec::new();
+            };
+            let to = message.chat.id;
+            let steps = match intent(message, &shared.username) {
+                Intent::Command { name, argument } => command(&engine, shared, user.id.0, &name, argument, fresh),
+                Intent::Question(question) => answer(&engine, shared, user.id.0, &question, fresh),
+                Intent::Media => texts(render::with_note(&engine.kb.messages.non_text, &engine.kb), None),
+                Intent::Ignore => Vec::new(),
+            };
+            to_chat(steps, to)
+        }
+        UpdateKind::CallbackQuery(query) => on_callback(&engine, shared, query, fresh),
+        _ => Vec::new(),
+    }
+}
+
+/// The flood notice, ending with the clinician note like every reply.
+pub(super) fn flood_notice(shared: &Shared, chat: ChatId) -> Vec<Step> {
+    let engine = shared.engine.load_full();
+    to_chat(texts(render::with_note(&engine.kb.messages.flood, &engine.kb), None), chat)
+}
+
+/// What a handler that panicked sends instead, with the clinician note.
+pub(super) fn apology(shared: &Shared, chat: ChatId) -> Vec<Step> {
+    let engine = shared.engine.load_full();
+    let text = "Sorry, something went wrong while answering that message. Please try asking in other words.";
+    to_chat(texts(render::with_note(text, &engine.kb), None), chat)
+}
+
+/// Messages whose chat is filled in later.
+type Texts = Vec<(String, Option<InlineKeyboardMarkup>)>;
+
+fn texts(chunks: Vec<String>, keyboard: Option<InlineKeyboardMarkup>) -> Texts {
+    let last = chunks.len().saturating_sub(1);
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, chunk)| (chunk, if index == last { keyboard.clone() } else { None }))
+        .collect()
+}
+
+fn to_chat(texts: Texts, chat: ChatId) -> Vec<Step> {
+    texts.into_iter().map(|(html, keyboard)| Step::Send { chat, html, keyboard }).collect()
 }
 
 /// What a message asks of the bot.
@@ -68,10 +139,12 @@ fn intent<'a>(message: &'a Message, username: &str) -> Intent<'a> {
         }
         return Intent::Command { name: name.to_ascii_lowercase(), argument: argument.trim() };
     }
-    let mention = format!("@{username}");
-    let mentioned = text.to_lowercase().contains(&mention.to_lowercase());
-    if private || mentioned || to_bot {
-        let question = if mentioned { remove_mention(text, &mention) } else { text.to_owned() };
+    let mentioned = find_mention(text, username);
+    if private || mentioned.is_some() || to_bot {
+        let question = match mentioned {
+            Some(at) => remove_range(text, at, username.len() + 1),
+            None => text.to_owned(),
+        };
         return Intent::Question(question);
     }
     Intent::Ignore
@@ -83,11 +156,25 @@ fn is_own_command(name: &str) -> bool {
         || super::ADMIN_COMMANDS.iter().any(|(command, _)| *command == name)
 }
 
-fn remove_mention(text: &str, mention: &str) -> String {
-    let lower = text.to_lowercase();
-    match lower.find(&mention.to_lowercase()) {
-        Some(at) => format!("{}{}", &text[..at], &text[at + mention.len()..]).trim().to_owned(),
-        None => text.to_owned(),
+/// The byte offset of `@username` in `text`, matched ASCII-case-insensitively
+/// (usernames are ASCII) and not followed by more of a longer name. Offsets
+/// come from the original text, so cutting there is always on a character
+/// boundary, whatever case mapping would do to other characters.
+fn find_mention(text: &str, username: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let name = username.as_bytes();
+    let length = name.len() + 1;
+    text.match_indices('@').map(|(at, _)| at).find(|&at| {
+        bytes.get(at + 1..at + length).is_some_and(|candidate| candidate.eq_ignore_ascii_case(name))
+            && !bytes.get(at + length).is_some_and(|next| next.is_ascii_alphanumeric() || *next == b'_')
+    })
+}
+
+/// `text` without the `length` bytes at `at` (an ASCII mention), trimmed.
+fn remove_range(text: &str, at: usize, length: usize) -> String {
+    match (text.get(..at), text.get(at + length..)) {
+        (Some(before), Some(after)) => format!("{before}{after}").trim().to_owned(),
+        _ => text.to_owned(),
     }
 }
 
@@ -105,93 +192,56 @@ fn is_media(message: &Message) -> bool {
     }
 }
 
-async fn on_message(api: Api, message: Message, shared: Arc<Shared>) -> HandlerResult {
-    let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else {
-        return Ok(());
-    };
-    let intent = intent(&message, &shared.username);
-    if matches!(intent, Intent::Ignore) {
-        return Ok(());
-    }
-    let engine = shared.engine.load_full();
-    let to = To { api: &api, limiter: &shared.limiter, chat: message.chat.id };
-    match flood_check(&shared, user.id.0) {
-        Flood::Allow => {}
-        Flood::Notice => {
-            return send_chunks(to, render::with_note(&engine.kb.messages.flood, &engine.kb), None).await;
-        }
-        Flood::Silent => return Ok(()),
-    }
-    match intent {
-        Intent::Command { name, argument } => command(to, &engine, &shared, user.id.0, &name, argument).await,
-        Intent::Question(question) => answer(to, &engine, &shared, user.id.0, &question).await,
-        Intent::Media => send_chunks(to, render::with_note(&engine.kb.messages.non_text, &engine.kb), None).await,
-        Intent::Ignore => Ok(()),
-    }
-}
-
-fn flood_check(shared: &Shared, user: u64) -> Flood {
-    match shared.flood.lock() {
-        Ok(mut guard) => guard.check(user, Instant::now()),
-        Err(poisoned) => poisoned.into_inner().check(user, Instant::now()),
-    }
-}
-
-async fn command(to: To<'_>, engine: &Engine, shared: &Shared, user: u64, name: &str, argument: &str) -> HandlerResult {
+fn command(engine: &Engine, shared: &Shared, user: u64, name: &str, argument: &str, fresh: bool) -> Texts {
     let kb = &engine.kb;
+    let note = |text: &str| texts(render::with_note(text, kb), None);
     let admin_command = super::ADMIN_COMMANDS.iter().any(|(command, _)| *command == name);
     if admin_command && !shared.admins.contains(&user) {
         // For anyone else admin commands do not exist: an unknown command, never a question.
         tracing::warn!("user {user} is not an admin: /{name} refused");
-        return send_chunks(to, render::with_note(&kb.messages.unknown_command, kb), None).await;
+        return note(&kb.messages.unknown_command);
     }
     match name {
         "reload" => {
-            let reloader = shared.reloader.clone();
-            let report = match tokio::task::spawn_blocking(move || reloader.reload()).await {
-                Ok(Ok(reloaded)) => format!("Reload done: {reloaded}"),
-                Ok(Err(refused)) => format!("Reload refused: {refused}"),
-                Err(error) => format!("Reload failed: {error}"),
+            // Planning runs on a blocking thread: reloading here is fine.
+            let report = match shared.reloader.reload() {
+                Ok(reloaded) => format!("Reload done: {reloaded}"),
+                Err(refused) => format!("Reload refused: {refused}"),
             };
             tracing::info!("/reload by admin {user}: {report}");
-            send_chunks(to, render::with_note(&report, kb), None).await
+            note(&report)
         }
-        "stats" => send_chunks(to, render::with_note(&admin_stats(engine, shared), kb), None).await,
+        "stats" => note(&admin_stats(engine, shared)),
         "unanswered" => {
             let days = argument.parse::<u32>().unwrap_or(7).clamp(1, 365);
-            let text = match &shared.store {
-                Some(store) => store
-                    .read(|connection| crate::store::unanswered(connection, std::time::SystemTime::now(), days))
-                    .map_or_else(
-                        |error| format!("Reading the database failed: {error:#}"),
-                        |rows| crate::store::render_unanswered(&rows, days),
-                    ),
-                None => String::from("No database: unanswered questions are not kept."),
-            };
-            send_chunks(to, render::with_note(&text, kb), None).await
+            let text = shared
+                .store
+                .read(|connection| crate::store::unanswered(connection, std::time::SystemTime::now(), days))
+                .map_or_else(
+                    |error| format!("Reading the database failed: {error:#}"),
+                    |rows| crate::store::render_unanswered(&rows, days),
+                );
+            note(&text)
         }
-        "start" => send_chunks(to, render::with_note(&kb.messages.welcome, kb), None).await,
-        "help" => send_chunks(to, render::with_note(&kb.messages.help, kb), None).await,
-        "about" => {
-            let text = format!(
-                "{}\n\nfaqbot {} · knowledge base version {}, loaded {}, {} entries · running for {}.",
-                kb.messages.about,
-                env!("CARGO_PKG_VERSION"),
-                kb.stats.content_hash,
-                crate::text::utc_timestamp(engine.loaded_at),
-                kb.entries.len(),
-                crate::text::duration_words(shared.started.elapsed()),
-            );
-            send_chunks(to, render::with_note(&text, kb), None).await
-        }
-        "sources" => send_chunks(to, sources(engine), None).await,
-        "topics" => {
-            let keyboard = InlineKeyboardMarkup::new(render::topic_rows(kb));
-            send_chunks(to, render::with_note(&kb.messages.topics_intro, kb), Some(keyboard)).await
-        }
-        "ask" if argument.is_empty() => send_chunks(to, render::with_note(&kb.messages.ask_usage, kb), None).await,
-        "ask" => answer(to, engine, shared, user, argument).await,
-        _ => send_chunks(to, render::with_note(&kb.messages.unknown_command, kb), None).await,
+        "start" => note(&kb.messages.welcome),
+        "help" => note(&kb.messages.help),
+        "about" => note(&format!(
+            "{}\n\nfaqbot {} · knowledge base version {}, loaded {}, {} entries · running for {}.",
+            kb.messages.about,
+            env!("CARGO_PKG_VERSION"),
+            kb.stats.content_hash,
+            crate::text::utc_timestamp(engine.loaded_at),
+            kb.entries.len(),
+            crate::text::duration_words(shared.started.elapsed()),
+        )),
+        "sources" => texts(sources(engine), None),
+        "topics" => texts(
+            render::with_note(&kb.messages.topics_intro, kb),
+            Some(InlineKeyboardMarkup::new(render::topic_rows(kb))),
+        ),
+        "ask" if argument.is_empty() => note(&kb.messages.ask_usage),
+        "ask" => answer(engine, shared, user, argument, fresh),
+        _ => note(&kb.messages.unknown_command),
     }
 }
 
@@ -224,32 +274,32 @@ fn sources(engine: &Engine) -> Vec<String> {
     out
 }
 
-async fn answer(to: To<'_>, engine: &Engine, shared: &Shared, user: u64, question: &str) -> HandlerResult {
+fn answer(engine: &Engine, shared: &Shared, user: u64, question: &str, fresh: bool) -> Texts {
     let reply = engine.reply(question);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
-    // Queued before sending (it is only a channel send): once the reply is
-    // out, its record is on its way.
-    record(shared, &reply, question, user);
+    if fresh {
+        record(shared, &reply, question, user);
+    }
     let outgoing = render::reply(&reply, &engine.kb);
-    send_chunks(to, outgoing.chunks, outgoing.keyboard).await
+    texts(outgoing.chunks, outgoing.keyboard)
 }
 
 /// Counts a reply (and keeps the question if nothing answered it).
 fn record(shared: &Shared, reply: &crate::responder::Reply, question: &str, user: u64) {
-    if let Some(store) = &shared.store {
-        store.send(crate::store::Event::Reply {
-            kind: reply.kind,
-            entry: reply.entry.clone(),
-            question: question.to_owned(),
-            user,
-            at: std::time::SystemTime::now(),
-        });
-    }
+    shared.store.send(crate::store::Event::Reply {
+        kind: reply.kind,
+        entry: reply.entry.clone(),
+        question: question.to_owned(),
+        user,
+        at: std::time::SystemTime::now(),
+    });
 }
 
-/// `/stats`: uptime, the knowledge version, and the stored figures.
+/// `/stats`: uptime, the knowledge version, delivery, and the stored figures,
+/// with a warning when the store has lost some of them.
 fn admin_stats(engine: &Engine, shared: &Shared) -> String {
     let kb = &engine.kb;
+    let now = std::time::SystemTime::now();
     let mut text = format!(
         "Up for {}. Knowledge base: version {}, loaded {}, {} entries.",
         crate::text::duration_words(shared.started.elapsed()),
@@ -257,49 +307,54 @@ fn admin_stats(engine: &Engine, shared: &Shared) -> String {
         crate::text::utc_timestamp(engine.loaded_at),
         kb.entries.len()
     );
-    let figures = match &shared.store {
-        Some(store) => {
-            store.read(|connection| crate::store::stats(connection, std::time::SystemTime::now())).map_or_else(
-                |error| format!("Reading the database failed: {error:#}"),
-                |stats| crate::store::render_stats(&stats),
-            )
-        }
-        None => String::from("No database: figures are not kept."),
-    };
+    let store = &shared.store;
+    if let Some(warning) = store.health().warning() {
+        text.push_str("\n\n");
+        text.push_str(&warning);
+    }
+    let figures = store.read(|connection| crate::store::stats(connection, now)).map_or_else(
+        |error| format!("Reading the database failed: {error:#}"),
+        |stats| crate::store::render_stats(&stats),
+    );
     text.push_str("\n\n");
     text.push_str(&figures);
+    match store.delivery(now) {
+        Ok(delivery) => {
+            text.push('\n');
+            text.push_str(&delivery.render());
+        }
+        Err(error) => text.push_str(&format!("\nReading delivery figures failed: {error:#}")),
+    }
     text
 }
 
-async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> HandlerResult {
-    let engine = shared.engine.load_full();
+fn on_callback(engine: &Engine, shared: &Shared, query: &CallbackQuery, fresh: bool) -> Vec<Step> {
     let kb = &engine.kb;
-    let chat = query.message.as_ref().map_or(ChatId(query.from.id.0 as i64), |message| message.chat().id);
-    let to = To { api: &api, limiter: &shared.limiter, chat };
+    let chat = callback_chat(query);
     // The message the button sits on, if Telegram still lets us edit it.
     let editable = query.message.as_ref().and_then(|message| message.regular_message()).map(|message| message.id);
     let mut popup = None;
-    let result = match query.data.as_deref().and_then(Action::decode) {
-        Some(Action::Entry(id)) => match kb.entry(&id) {
-            Some(entry) => {
+    let mut steps = Vec::new();
+    match query.data.as_deref().and_then(Action::decode) {
+        Some(Action::Entry(id)) => {
+            if let Some(entry) = kb.entry(&id) {
                 let reply = responder::answer(kb, entry, None);
-                record(&shared, &reply, &entry.question, query.from.id.0);
-                let outgoing = render::reply(&reply, kb);
-                send_chunks(to, outgoing.chunks, outgoing.keyboard).await
-            }
-            None => Ok(()),
-        },
-        Some(Action::Feedback(up, id)) => {
-            if kb.entry(&id).is_some() {
-                if let Some(store) = &shared.store {
-                    store.send(crate::store::Event::Feedback { entry: id, up });
+                if fresh {
+                    record(shared, &reply, &entry.question, query.from.id.0);
                 }
-                popup = Some(kb.messages.feedback_thanks.clone());
+                let outgoing = render::reply(&reply, kb);
+                steps = to_chat(texts(outgoing.chunks, outgoing.keyboard), chat);
             }
-            Ok(())
         }
-        Some(Action::Topic(id)) => match kb.topics.iter().position(|topic| topic.id == id) {
-            Some(topic) => {
+        Some(Action::Feedback(up, id)) if kb.entry(&id).is_some() => {
+            if fresh {
+                shared.store.send(crate::store::Event::Feedback { entry: id, up });
+            }
+            popup = Some(kb.messages.feedback_thanks.clone());
+        }
+        Some(Action::Feedback(..)) => {}
+        Some(Action::Topic(id)) => {
+            if let Some(topic) = kb.topics.iter().position(|topic| topic.id == id) {
                 let rows: Vec<Vec<InlineKeyboardButton>> = kb
                     .entries
                     .iter()
@@ -308,109 +363,34 @@ async fn on_callback(api: Api, query: CallbackQuery, shared: Arc<Shared>) -> Han
                     .map(|button| vec![button])
                     .chain(render::button("« Topics", &Action::Topics).map(|button| vec![button]))
                     .collect();
-                let text = format!("<b>{}</b>", teloxide::utils::html::escape(&kb.topics[topic].title));
-                show(to, editable, text, InlineKeyboardMarkup::new(rows), kb).await
+                let title = kb.topics.get(topic).map(|topic| topic.title.as_str()).unwrap_or_default();
+                let text = format!("<b>{}</b>", teloxide::utils::html::escape(title));
+                steps = show(chat, editable, text, InlineKeyboardMarkup::new(rows), kb);
             }
-            None => Ok(()),
-        },
+        }
         Some(Action::Topics) => {
             let text = teloxide::utils::html::escape(&kb.messages.topics_intro);
-            show(to, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)), kb).await
+            steps = show(chat, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)), kb);
         }
-        None => Ok(()),
-    };
-    // Always acknowledge, so the button stops spinning.
-    let acknowledge = || {
-        let request = api.answer_callback_query(query.id.clone());
-        match &popup {
-            Some(text) => request.text(text.clone()),
-            None => request,
-        }
-    };
-    if let Err(error) = with_retry(acknowledge).await {
-        tracing::warn!("answering a button press failed: {error}");
+        None => {}
     }
-    result
+    // Acknowledged first, so the button stops spinning at once.
+    steps.insert(0, Step::Ack { id: query.id.clone(), text: popup });
+    steps
 }
 
 /// Replaces the text and keyboard of the message a button sits on, or sends a
 /// new message when that one cannot be edited any more.
-async fn show(
-    to: To<'_>,
+fn show(
+    chat: ChatId,
     editable: Option<MessageId>,
     html: String,
     keyboard: InlineKeyboardMarkup,
     kb: &crate::knowledge::KnowledgeBase,
-) -> HandlerResult {
+) -> Vec<Step> {
     let html = format!("{html}\n\n<i>{}</i>", teloxide::utils::html::escape(&kb.messages.clinician_note));
-    if let Some(message) = editable {
-        let edit = || {
-            to.api
-                .edit_message_text(to.chat, message, html.clone())
-                .parse_mode(ParseMode::Html)
-                .reply_markup(keyboard.clone())
-        };
-        match with_retry(edit).await {
-            Ok(_) => return Ok(()),
-            Err(error) => tracing::debug!("editing failed, sending anew: {error}"),
-        }
-    }
-    send_chunks(to, vec![html], Some(keyboard)).await
-}
-
-/// Sends the chunks in order, the keyboard under the last. A failed send is
-/// logged and the rest are not sent; the dispatcher carries on either way.
-async fn send_chunks(to: To<'_>, chunks: Vec<String>, keyboard: Option<InlineKeyboardMarkup>) -> HandlerResult {
-    let last = chunks.len().saturating_sub(1);
-    for (index, chunk) in chunks.into_iter().enumerate() {
-        let markup = if index == last { keyboard.clone() } else { None };
-        let send = || {
-            let request = to
-                .api
-                .send_message(to.chat, chunk.clone())
-                .parse_mode(ParseMode::Html)
-                .link_preview_options(no_preview());
-            match &markup {
-                Some(markup) => request.reply_markup(markup.clone()),
-                None => request,
-            }
-        };
-        to.limiter.acquire(to.chat.0).await;
-        if let Err(error) = with_retry(send).await {
-            tracing::warn!("sending a reply to chat {} failed: {error}", to.chat.0);
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-fn no_preview() -> LinkPreviewOptions {
-    LinkPreviewOptions {
-        is_disabled: true,
-        url: None,
-        prefer_small_media: false,
-        prefer_large_media: false,
-        show_above_text: false,
-    }
-}
-
-/// Sends a request, waiting out Telegram's `retry_after` on a 429 and trying
-/// again, a few times at most.
-async fn with_retry<R, F>(make: F) -> Result<teloxide::requests::Output<R>, RequestError>
-where
-    F: Fn() -> R,
-    R: Request<Err = RequestError>,
-{
-    let mut attempt = 0;
-    loop {
-        match make().send().await {
-            Err(RequestError::RetryAfter(seconds)) if attempt < RETRIES => {
-                attempt += 1;
-                let wait = Duration::from_secs(u64::from(seconds.seconds())).min(Duration::from_secs(60));
-                tracing::info!("Telegram asked to wait {}s; retrying", wait.as_secs());
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
-        }
+    match editable {
+        Some(message) => vec![Step::Edit { chat, message, html, keyboard }],
+        None => vec![Step::Send { chat, html, keyboard: Some(keyboard) }],
     }
 }

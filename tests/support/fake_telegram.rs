@@ -1,11 +1,15 @@
-//! A fake Telegram Bot API on 127.0.0.1, for the end-to-end tests and the load
-//! benchmark: the bot under test talks to it through `TELOXIDE_API_URL`.
+//! A fake Telegram Bot API on 127.0.0.1, for the end-to-end tests and the
+//! benchmarks (`benches/bot.rs` includes this file): the bot under test talks
+//! to it through `TELOXIDE_API_URL`. Test code only; never shipped.
 //!
-//! It queues updates for `getUpdates` (long polling included), records every
-//! other call, answers `getMe` with every field teloxide needs, and can be told
-//! to answer the next calls of a method with a 429 `retry_after`. It never
-//! answers 5xx (teloxide would sleep 10 s). It listens on loopback only and
-//! sends nothing anywhere. Not used by the bot itself.
+//! It queues updates for `getUpdates` (long polling included, confirming by
+//! offset as Telegram does), records every other call, and answers `getMe`
+//! with every field teloxide needs. Faults are injected on request only:
+//! per method for a count or a time (502 with an HTML body, a body that is not
+//! JSON, 429 with `retry_after`, 400 "can't parse entities", 403 blocked), and
+//! connections reset for a time. Without a fault it never answers 5xx
+//! (teloxide sleeps 10 s after one). It listens on loopback only and sends
+//! nothing anywhere.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -30,6 +35,30 @@ pub struct Call {
     pub params: Value,
     /// The token in the URL path, to check the bot used the right one.
     pub token: String,
+    /// Whether the fake accepted it (no fault was injected).
+    pub ok: bool,
+}
+
+/// A fault the fake can answer with instead of the real answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 502 with an HTML page, as a proxy in front of the API sends.
+    BadGateway,
+    /// 200 with a body that is not JSON.
+    NotJson,
+    /// 429 with `retry_after` seconds.
+    TooManyRequests(u32),
+    /// 400 "can't parse entities", for requests with a parse mode only.
+    CantParseEntities,
+    /// 403: the user blocked the bot.
+    Blocked,
+}
+
+/// When a fault applies.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    Count(u32),
+    Until(Instant),
 }
 
 impl Call {
@@ -65,10 +94,14 @@ struct Inner {
     calls: Vec<Call>,
     /// How many calls of each method, kept so that waiting needs no copy of `calls`.
     counts: HashMap<String, usize>,
-    /// Method name → how many more calls get a 429, and its retry_after.
-    rate_limited: HashMap<String, (u32, u32)>,
+    /// Method name → the fault its calls get, and for how long.
+    faults: HashMap<String, (Fault, Span)>,
+    /// New connections are dropped unanswered until then.
+    reset_until: Option<Instant>,
     /// While set, every call is refused at the connection level (the API is "lost").
     offline: bool,
+    /// Calls refused while offline.
+    offline_refusals: usize,
 }
 
 /// Shared state of a running fake.
@@ -90,6 +123,7 @@ impl FakeTelegram {
             address,
         };
         let app = Router::new().route("/{bot}/{method}", post(handle)).with_state(fake.clone());
+        let listener = Resetting { listener, fake: fake.clone() };
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!("fake Telegram API stopped: {error}");
@@ -163,13 +197,77 @@ impl FakeTelegram {
 
     /// The next `count` calls of `method` get a 429 with `retry_after` seconds.
     pub fn rate_limit(&self, method: &str, count: u32, retry_after: u32) {
-        self.lock().rate_limited.insert(method.to_owned(), (count, retry_after));
+        self.fail_next(method, Fault::TooManyRequests(retry_after), count);
+    }
+
+    /// The next `count` calls of `method` get `fault`.
+    pub fn fail_next(&self, method: &str, fault: Fault, count: u32) {
+        self.lock().faults.insert(method.to_owned(), (fault, Span::Count(count)));
+    }
+
+    /// Every call of `method` gets `fault` for `duration` from now.
+    pub fn fail_for(&self, method: &str, fault: Fault, duration: Duration) {
+        self.lock().faults.insert(method.to_owned(), (fault, Span::Until(Instant::now() + duration)));
+    }
+
+    /// New connections are dropped unanswered for `duration` from now (and
+    /// answers meanwhile close theirs, so the client has to reconnect).
+    pub fn reset_connections_for(&self, duration: Duration) {
+        self.lock().reset_until = Some(Instant::now() + duration);
+    }
+
+    fn resetting(&self) -> bool {
+        self.lock().reset_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Successful calls of `method` to `chat`.
+    pub fn delivered_to(&self, method: &str, chat: i64) -> Vec<Call> {
+        self.lock().calls.iter().filter(|c| c.ok && c.method == method && c.chat_id() == Some(chat)).cloned().collect()
+    }
+
+    /// How many successful calls of `method` so far.
+    pub fn delivered(&self, method: &str) -> usize {
+        self.lock().calls.iter().filter(|c| c.ok && c.method == method).count()
+    }
+
+    /// Waits until `ready` holds for the successful calls of `method`, or `timeout` passes.
+    pub async fn wait_delivered(&self, method: &str, timeout: Duration, ready: impl Fn(&[Call]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let calls: Vec<Call> = self.lock().calls.iter().filter(|c| c.ok && c.method == method).cloned().collect();
+            if ready(&calls) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200).min(deadline - Instant::now()), notified).await;
+        }
+    }
+
+    /// Updates queued and not yet confirmed by an offset.
+    pub fn unconfirmed(&self) -> usize {
+        self.lock().updates.len()
     }
 
     /// While offline, every call fails as if the API were unreachable.
     pub fn set_offline(&self, offline: bool) {
         self.lock().offline = offline;
         self.changed.notify_waiters();
+    }
+
+    /// Calls refused while offline so far.
+    pub fn offline_refusals(&self) -> usize {
+        self.lock().offline_refusals
+    }
+
+    /// Waits until at least `count` calls were refused while offline.
+    pub async fn wait_offline_refusals(&self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.offline_refusals() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Every call so far.
@@ -264,40 +362,89 @@ async fn handle(
     // Telegram matches method names case-insensitively; teloxide sends "GetMe".
     let method = lower_first(&method);
     if fake.lock().offline {
+        fake.lock().offline_refusals += 1;
+        fake.changed.notify_waiters();
         // Never a 5xx (teloxide would sleep 10 s): a failed request it reports
         // at once and backs off from, as when the network is down.
-        return (axum::http::StatusCode::NOT_FOUND, "offline").into_response();
+        return (StatusCode::NOT_FOUND, "offline").into_response();
     }
+    let fault = if method == "getUpdates" { None } else { take_fault(&fake, &method, &params) };
     if method != "getUpdates" {
-        let limited = {
-            let mut inner = fake.lock();
-            match inner.rate_limited.get_mut(&method) {
-                Some((count, retry_after)) if *count > 0 => {
-                    *count -= 1;
-                    Some(*retry_after)
-                }
-                _ => None,
-            }
-        };
         {
             let mut inner = fake.lock();
-            *inner.counts.entry(method.clone()).or_default() += 1;
-            inner.calls.push(Call { method: method.clone(), params: params.clone(), token });
+            if fault.is_none() {
+                *inner.counts.entry(method.clone()).or_default() += 1;
+            }
+            inner.calls.push(Call { method: method.clone(), params: params.clone(), token, ok: fault.is_none() });
         }
         fake.changed.notify_waiters();
-        if let Some(retry_after) = limited {
-            let description = format!("Too Many Requests: retry after {retry_after}");
-            let body = json!({ "ok": false, "error_code": 429, "description": description, "parameters": { "retry_after": retry_after } });
-            return (axum::http::StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-        }
     }
-    match method.as_str() {
+    let mut response = match fault {
+        Some(fault) => fault_response(fault),
+        None => answer(&fake, &method, &params).await,
+    };
+    if fake.resetting() {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Takes one use of the fault set for `method`, if any applies.
+fn take_fault(fake: &FakeTelegram, method: &str, params: &Value) -> Option<Fault> {
+    let mut inner = fake.lock();
+    let (fault, span) = inner.faults.get_mut(method)?;
+    let fault = *fault;
+    if fault == Fault::CantParseEntities && params.get("parse_mode").is_none() {
+        return None;
+    }
+    match span {
+        Span::Count(count) if *count > 0 => {
+            *count -= 1;
+            Some(fault)
+        }
+        Span::Until(until) if Instant::now() < *until => Some(fault),
+        _ => None,
+    }
+}
+
+fn fault_response(fault: Fault) -> Response {
+    let json = |status: StatusCode, description: &str, extra: Value| {
+        let mut body = json!({ "ok": false, "error_code": status.as_u16(), "description": description });
+        if !extra.is_null() {
+            body["parameters"] = extra;
+        }
+        (status, axum::Json(body)).into_response()
+    };
+    match fault {
+        Fault::BadGateway => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
+        )
+            .into_response(),
+        Fault::NotJson => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "upstream is restarting").into_response(),
+        Fault::TooManyRequests(retry_after) => json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too Many Requests: retry after {retry_after}"),
+            json!({ "retry_after": retry_after }),
+        ),
+        Fault::CantParseEntities => json(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+            Value::Null,
+        ),
+        Fault::Blocked => json(StatusCode::FORBIDDEN, "Forbidden: bot was blocked by the user", Value::Null),
+    }
+}
+
+async fn answer(fake: &FakeTelegram, method: &str, params: &Value) -> Response {
+    match method {
         "getMe" => ok(json!({
             "id": BOT_ID, "is_bot": true, "first_name": "FAQ bot", "username": BOT_USERNAME,
             "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
             "can_connect_to_business": false, "has_main_web_app": false,
         })),
-        "getUpdates" => get_updates(&fake, &params).await,
+        "getUpdates" => get_updates(fake, params).await,
         "sendMessage" | "editMessageText" => {
             let chat_id = params.get("chat_id").cloned().unwrap_or(json!(0));
             let message_id = match params.get("message_id").and_then(Value::as_i64) {
@@ -347,5 +494,32 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
             return ok(Value::Array(batch));
         }
         let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), notified).await;
+    }
+}
+
+/// The listener of the fake: drops new connections unanswered while
+/// connections are being reset.
+struct Resetting {
+    listener: tokio::net::TcpListener,
+    fake: FakeTelegram,
+}
+
+impl axum::serve::Listener for Resetting {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, address)) if !self.fake.resetting() => return (stream, address),
+                // Dropped with the request unread: the client sees a reset.
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }
