@@ -18,6 +18,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::engine::Engine;
+use crate::model::Semantic;
 use crate::eval;
 use crate::knowledge::{self, LoadError};
 use crate::telegram;
@@ -41,6 +42,10 @@ pub struct Cli {
     /// Match words only, without the embedding model.
     #[arg(long, global = true)]
     pub lexical_only: bool,
+
+    /// Where phrasing vectors are cached between runs (default: the user cache directory).
+    #[arg(long, global = true, env = "FAQBOT_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -205,10 +210,13 @@ fn init_logging(serving: bool) {
 /// Runs one parsed command; `Err` means it could not run.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
-        Command::Check => check(&cli.knowledge),
-        Command::Ask { json, explain, question } => ask(&cli.knowledge, *json, *explain, question.as_deref()),
+        Command::Check => check(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?),
+        Command::Ask { json, explain, question } => {
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::FetchIfMissing)?)?;
+            ask(&engine, *json, *explain, question.as_deref())
+        }
         Command::Chat => {
-            let engine = Engine::load(&cli.knowledge)?;
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::FetchIfMissing)?)?;
             crate::chat::run(&engine)?;
             Ok(0)
         }
@@ -255,7 +263,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             options.give_up_after = Duration::from_secs(give_up_after.saturating_mul(60));
             let retention = Duration::from_secs(u64::from(*retention_days) * 86_400);
             let setup = Setup { watch: *watch, data: data.clone(), retention };
-            serve(&cli.knowledge, options, setup)?;
+            serve(&cli.knowledge, semantic(cli, ModelUse::Required)?, options, setup)?;
             Ok(0)
         }
         Command::Bench { questions, medquad, scales } => {
@@ -269,13 +277,19 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         }
         Command::Model { action } => model(action, cli.model.as_deref()),
         Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet, features } => {
-            let engine = Engine::load_with(&cli.knowledge, semantic(cli)?)?;
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)?;
             let cases = eval::read_cases(file)?;
             if let Some(path) = features {
                 eval::write_features(&engine, &cases, path)?;
             }
             let report = eval::evaluate(&engine, &cases);
             print!("{}", report.render(!quiet));
+            if engine.semantic.is_some() {
+                // The same set without the model, for comparison.
+                let lexical = Engine::new(engine.kb.clone())?;
+                let baseline = eval::evaluate(&lexical, &cases);
+                print!("\n{}", report.side_by_side("hybrid", &baseline, "lexical-only"));
+            }
             let mut below = Vec::new();
             if let Some(floor) = min_accuracy
                 && report.accuracy_at_1 < *floor
@@ -311,14 +325,65 @@ fn model_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The model the command should use: none with `--lexical-only`.
-fn semantic(cli: &Cli) -> anyhow::Result<Option<crate::model::Semantic>> {
+/// How a command uses the embedding model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModelUse {
+    /// `chat`, `ask`: fetch it on first use; without it, match words only.
+    FetchIfMissing,
+    /// `serve`: refuse to start without it (unless `--lexical-only`).
+    Required,
+    /// `check`, `eval`, `bench`: use it when installed, else words only.
+    IfInstalled,
+}
+
+/// The model the command should use, loaded: none with `--lexical-only`,
+/// or when it is missing and the command can do without (one warning line).
+fn semantic(cli: &Cli, usage: ModelUse) -> anyhow::Result<Option<Semantic>> {
+    use crate::model::fetch;
     if cli.lexical_only {
         return Ok(None);
     }
-    let Some(dir) = &cli.model else { return Ok(None) };
-    let semantic = crate::model::Semantic::load(dir, None).with_context(|| format!("loading the model in {}", dir.display()))?;
-    Ok(Some(semantic))
+    let words_only = |why: String| -> anyhow::Result<Option<Semantic>> {
+        eprintln!("faqbot: warning: {why}; matching words only, which understands questions less well");
+        Ok(None)
+    };
+    let dir = match model_dir(cli.model.as_deref()) {
+        Ok(dir) => dir,
+        Err(err) if usage == ModelUse::Required => return Err(err),
+        Err(err) => return words_only(format!("{err:#}")),
+    };
+    if !fetch::status(&dir).is_complete() {
+        match usage {
+            ModelUse::Required => anyhow::bail!(
+                "the embedding model is not installed in {}: run `faqbot model fetch` first, or start with --lexical-only",
+                dir.display()
+            ),
+            ModelUse::IfInstalled => {
+                return words_only(format!(
+                    "the embedding model is not installed in {} (run `faqbot model fetch`)",
+                    dir.display()
+                ));
+            }
+            ModelUse::FetchIfMissing => {
+                eprintln!("faqbot: first use: fetching the embedding model (about 90 MB) into {}", dir.display());
+                if let Err(err) = fetch::fetch(&dir, &fetch::Sources::from_env(), fetch::Progress::Auto) {
+                    return words_only(format!("could not fetch the embedding model: {err:#}"));
+                }
+            }
+        }
+    }
+    let cache = vector_cache_dir(cli);
+    match Semantic::load(&dir, cache.as_deref()) {
+        Ok(semantic) => Ok(Some(semantic)),
+        Err(err) if usage == ModelUse::Required => Err(err.context(format!("loading the model in {}", dir.display()))),
+        Err(err) => words_only(format!("could not load the model in {}: {err:#}", dir.display())),
+    }
+}
+
+/// Where phrasing vectors are cached: `--cache DIR`, else the user cache
+/// directory; none when neither can be had (vectors are then rebuilt).
+fn vector_cache_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.cache.clone().or_else(|| dirs::cache_dir().map(|dir| dir.join("faqbot").join("vectors")))
 }
 
 fn model(action: &ModelCommand, given: Option<&Path>) -> anyhow::Result<u8> {
@@ -385,8 +450,8 @@ struct Setup {
 /// the sends in flight finish, what is unanswered stays in the inbox for the
 /// next start, and the database is checkpointed. SIGHUP reloads the knowledge
 /// base.
-fn serve(dir: &Path, options: telegram::Options, setup: Setup) -> anyhow::Result<()> {
-    let engine = Engine::load(dir)?;
+fn serve(dir: &Path, semantic: Option<Semantic>, options: telegram::Options, setup: Setup) -> anyhow::Result<()> {
+    let engine = Engine::load_with(dir, semantic)?;
     tracing::info!("knowledge: {}", engine.kb.summary());
     let engine = Arc::new(ArcSwap::from_pointee(engine));
     let reloader = Arc::new(crate::admin::Reloader::new(dir.to_path_buf(), engine));
@@ -485,13 +550,12 @@ struct AskLine<'a> {
     text: &'a str,
 }
 
-fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow::Result<u8> {
-    let engine = Engine::load(dir)?;
+fn ask(engine: &Engine, json: bool, explain: bool, question: Option<&str>) -> anyhow::Result<u8> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let answer = |question: &str, one_line: bool, out: &mut dyn Write| -> anyhow::Result<()> {
         let reply = engine.reply(question);
         if explain {
-            eprintln!("{question:?}\n{}", crate::responder::explain(&engine, question));
+            eprintln!("{question:?}\n{}", crate::responder::explain(engine, question));
         }
         if json {
             let line = AskLine {
@@ -533,7 +597,7 @@ fn ask(dir: &Path, json: bool, explain: bool, question: Option<&str>) -> anyhow:
     Ok(0)
 }
 
-fn check(dir: &Path) -> anyhow::Result<u8> {
+fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
     if !dir.is_dir() {
         eprintln!(
             "faqbot: error: cannot read the knowledge directory {}: there is no such directory; pass --knowledge DIR or set FAQBOT_KNOWLEDGE",
@@ -543,7 +607,7 @@ fn check(dir: &Path) -> anyhow::Result<u8> {
     }
     match knowledge::load(dir) {
         Ok(kb) => {
-            let engine = Engine::new(kb)?;
+            let engine = Engine::build(kb, semantic)?;
             let failures = engine.self_test();
             if failures.is_empty() {
                 println!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());

@@ -4,11 +4,12 @@
 //! `--explain` and `eval`.
 //!
 //! The features, per candidate entry:
-//! - `cosine`: the best cosine between the message and any of the entry's
-//!   phrasings; for a message of several sentences, a single sentence's
-//!   cosine counts too, less a small penalty (context sentences such as "I'm
-//!   a vet" must not outweigh the question itself);
-//! - `margin`: how far the best candidate's score is ahead of the next one;
+//! - `whole`: the best cosine between the whole message and any of the
+//!   entry's phrasings; `sentence`, the same for the message's best single
+//!   sentence (weighted lightly: context sentences such as "I'm a vet" must
+//!   not outweigh the question); `mean3`, the mean of the three closest
+//!   phrasings (steadier than the single best);
+//! - `gap`: how far the best candidate's score is ahead of the next one;
 //! - `coverage`: the weighted share of the message's informative words the
 //!   entry contains (the lexical signal: it is what notices an unknown word
 //!   such as a drug the knowledge base never mentions);
@@ -20,26 +21,25 @@ use crate::engine::Engine;
 use crate::model::Vector;
 use crate::search::Analysis;
 
-/// The decision's thresholds, tuned on the tune part of the development set
-/// only (see ARCHITECTURE.md and BENCHMARKS.md for the figures).
+/// The decision's weights and thresholds, fitted on the tune part of the
+/// development set only (tests/data/dev-tune.jsonl); the held-out part and
+/// the second knowledge base only report (BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hybrid {
-    /// How much lexical coverage adds to the cosine when ranking.
+    /// What a single sentence's cosine adds to the score.
+    pub sentence: f32,
+    /// What the mean of the three closest phrasings adds.
+    pub mean3: f32,
+    /// What lexical coverage adds.
     pub lexical: f32,
-    /// What a sentence's cosine loses against the whole message's.
-    pub sentence_penalty: f32,
-    /// A score at least this high answers on meaning alone.
+    /// The least score for an answer or a choice of entries.
     pub answer: f32,
-    /// Below this score nothing is answered.
-    pub floor: f32,
-    /// Between `floor` and `answer`, coverage at least this high answers.
-    pub coverage: f32,
-    /// A runner-up within this much of the best makes a clarification.
-    pub margin: f32,
+    /// How far ahead of the runner-up an answer must be; closer, and the
+    /// user is offered a choice instead of a guess.
+    pub gap: f32,
 }
 
-pub const HYBRID: Hybrid =
-    Hybrid { lexical: 0.25, sentence_penalty: 0.05, answer: 0.80, floor: 0.55, coverage: 0.6, margin: 0.02 };
+pub const HYBRID: Hybrid = Hybrid { sentence: 0.1, mean3: 0.5, lexical: 0.6, answer: 1.4, gap: 0.15 };
 
 /// Dense candidates kept per message, before the lexical ones are added.
 const DENSE_CANDIDATES: usize = 12;
@@ -66,14 +66,15 @@ pub struct Candidate {
     /// BM25 score, when Tantivy returned the entry.
     pub bm25: Option<f32>,
     pub exact: bool,
-    /// The ranking score: best cosine plus a share of coverage.
+    /// The ranking score (`Candidate::score`).
     pub score: f32,
 }
 
 impl Candidate {
-    /// The cosine the decision uses.
-    pub fn cosine(&self, thresholds: &Hybrid) -> f32 {
-        self.whole.max(self.sentence - thresholds.sentence_penalty)
+    /// The ranking score: the whole message's best cosine, plus shares of
+    /// the best sentence's, the three closest phrasings' and coverage.
+    pub fn score(&self, weights: &Hybrid) -> f32 {
+        self.whole + weights.sentence * self.sentence + weights.mean3 * self.mean3 + weights.lexical * self.coverage
     }
 }
 
@@ -103,7 +104,7 @@ pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thre
 
     let mut order: Vec<usize> = (0..whole.len()).collect();
     order.sort_by(|&a, &b| {
-        let best = |entry: usize| whole[entry].cosine.max(sentence[entry] - thresholds.sentence_penalty);
+        let best = |entry: usize| whole[entry].cosine + thresholds.mean3 * whole[entry].mean3;
         best(b).total_cmp(&best(a))
     });
     order.truncate(DENSE_CANDIDATES);
@@ -134,7 +135,7 @@ pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thre
                 exact,
                 score: 0.0,
             };
-            candidate.score = candidate.cosine(thresholds) + thresholds.lexical * coverage;
+            candidate.score = candidate.score(thresholds);
             Some(candidate)
         })
         .collect();
@@ -150,26 +151,13 @@ pub fn decide(candidates: &[Candidate], thresholds: &Hybrid) -> Verdict {
     if first.exact || first.whole >= 0.999 {
         return Verdict::Answer { entry: first.entry, reason: "says exactly what one of its phrasings says" };
     }
-    let score = first.score;
-    let reason = if score >= thresholds.answer {
-        "close in meaning"
-    } else if score >= thresholds.floor && first.coverage >= thresholds.coverage {
-        "fairly close in meaning, and most of its words match"
-    } else if score < thresholds.floor {
-        return Verdict::NoMatch { reason: "nothing close enough in meaning" };
-    } else {
-        return Verdict::NoMatch { reason: "not close enough in meaning, and too few of its words match" };
-    };
-    let rivals: Vec<usize> = candidates[1..]
-        .iter()
-        .filter(|candidate| candidate.score >= score - thresholds.margin)
-        .take(2)
-        .map(|candidate| candidate.entry)
-        .collect();
-    if rivals.is_empty() {
-        return Verdict::Answer { entry: first.entry, reason };
+    if first.score < thresholds.answer {
+        return Verdict::NoMatch { reason: "no entry is close enough in meaning and words" };
     }
-    let mut entries = vec![first.entry];
-    entries.extend(rivals);
+    let runner_up = candidates.get(1).map_or(f32::MIN, |candidate| candidate.score);
+    if first.score - runner_up >= thresholds.gap {
+        return Verdict::Answer { entry: first.entry, reason: "close in meaning, well ahead of the next entry" };
+    }
+    let entries = candidates.iter().take(3).map(|candidate| candidate.entry).collect();
     Verdict::Clarify { entries, reason: "several entries are about equally close" }
 }

@@ -88,6 +88,11 @@ pub struct Report {
     /// Per expected kind: how often the reply had that kind (and, for
     /// `answer`, the right entry).
     pub by_kind: BTreeMap<String, KindScore>,
+    /// Answers with an entry when another entry, or none, was expected: the
+    /// mistakes users cannot see for themselves.
+    pub wrong_answers: usize,
+    /// In-scope cases answered with a choice of entries.
+    pub clarified: usize,
     pub failures: Vec<Failure>,
 }
 
@@ -107,6 +112,17 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
             ORDINARY => !matches!(reply.kind, Kind::Crisis | Kind::Refusal),
             kind => reply.kind.as_str() == kind,
         };
+        let answered_with = if reply.kind == Kind::Answer { reply.entry.as_ref() } else { None };
+        let expected_ok = |id: &String| case.entry.as_ref() == Some(id) || case.also.contains(id);
+        if let Some(id) = answered_with
+            && matches!(case.kind.as_str(), "answer" | "no_match")
+            && !expected_ok(id)
+        {
+            report.wrong_answers += 1;
+        }
+        if case.kind == "answer" && reply.kind == Kind::Clarify {
+            report.clarified += 1;
+        }
         let right = match (&case.entry, case.kind.as_str()) {
             (Some(expected), "answer") => {
                 report.in_scope += 1;
@@ -119,7 +135,7 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
                     first += 1;
                 }
                 let ranking = responder::ranking(engine, &case.text);
-                if let Some(rank) = ranking.iter().position(|hit| accepted(&engine.kb.entries[hit.entry].id)) {
+                if let Some(rank) = ranking.iter().position(|&entry| accepted(&engine.kb.entries[entry].id)) {
                     reciprocal += 1.0 / (rank as f64 + 1.0);
                 }
                 kind_right && reply.entry.as_ref().is_some_and(accepted)
@@ -184,6 +200,26 @@ pub fn write_features(engine: &Engine, cases: &[Case], path: &Path) -> anyhow::R
 }
 
 impl Report {
+    /// Wrong answers over the in-scope and off-topic cases.
+    pub fn wrong_rate(&self) -> f64 {
+        let scored = self.by_kind.get("answer").map_or(0, |score| score.total)
+            + self.by_kind.get("no_match").map_or(0, |score| score.total);
+        if scored == 0 { 0.0 } else { self.wrong_answers as f64 / scored as f64 }
+    }
+
+    /// Two reports' figures in two columns (failures left out).
+    pub fn side_by_side(&self, left: &str, other: &Report, right: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{:<34} {left:>10} {right:>14}", "");
+        let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "accuracy@1 (right entry first)", self.accuracy_at_1, other.accuracy_at_1);
+        let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "MRR (retrieval, top 5)", self.mrr, other.mrr);
+        let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "wrong answers", self.wrong_rate(), other.wrong_rate());
+        for kind in self.by_kind.keys() {
+            let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", format!("kind {kind}"), self.kind_rate(kind), other.kind_rate(kind));
+        }
+        out
+    }
+
     pub fn kind_rate(&self, kind: &str) -> f64 {
         self.by_kind.get(kind).map_or(1.0, KindScore::rate)
     }
@@ -193,6 +229,15 @@ impl Report {
         let _ = writeln!(out, "cases: {} ({} in scope)", self.cases, self.in_scope);
         let _ = writeln!(out, "accuracy@1 (right entry first): {:.3}", self.accuracy_at_1);
         let _ = writeln!(out, "MRR (retrieval, top 5): {:.3}", self.mrr);
+        let scored = self.by_kind.get("answer").map_or(0, |score| score.total)
+            + self.by_kind.get("no_match").map_or(0, |score| score.total);
+        let _ = writeln!(
+            out,
+            "wrong answers: {} of {scored} ({:.3}); in scope offered a choice: {}",
+            self.wrong_answers,
+            self.wrong_rate(),
+            self.clarified
+        );
         for (kind, score) in &self.by_kind {
             let _ = writeln!(out, "kind {kind:<10} {:>4}/{:<4} {:.3}", score.right, score.total, score.rate());
         }

@@ -191,6 +191,33 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
         let known = if concept.is_known() { alternatives.join("|") } else { String::from("(unknown)") };
         out.push_str(&format!(" {}={:.2}[{known}]", concept.text, concept.weight));
     }
+    if engine.semantic.is_some() {
+        let thresholds = THRESHOLDS.hybrid;
+        let candidates = hybrid_candidates(engine, raw, &thresholds);
+        out.push_str("\ncandidates (hybrid; score = whole + 0.1 sentence + 0.5 mean3 + 0.6 coverage):");
+        for candidate in candidates.iter().take(6) {
+            out.push_str(&format!(
+                "\n  {:<32} score {:.3}  whole {:.3}  sentence {:.3}  mean3 {:.3}  coverage {:.2}{}",
+                engine.kb.entries[candidate.entry].id,
+                candidate.score,
+                candidate.whole,
+                candidate.sentence,
+                candidate.mean3,
+                candidate.coverage,
+                if candidate.exact { "  exact" } else { "" }
+            ));
+        }
+        let verdict = crate::decide::decide(&candidates, &thresholds);
+        let gap = match candidates.as_slice() {
+            [first, second, ..] => first.score - second.score,
+            _ => f32::NAN,
+        };
+        out.push_str(&format!(
+            "\nverdict: {verdict:?} (answer needs score >= {:.2} and a gap >= {:.2} to the next entry; gap {gap:.3})",
+            thresholds.answer, thresholds.gap
+        ));
+        return out;
+    }
     for hit in hits {
         out.push_str(&format!(
             "\n  {:<32} coverage {:.2} evidence {:.2} score {:.2}{}",
@@ -204,9 +231,15 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
     out
 }
 
-/// The retrieval ranking behind a reply (best first), for evaluation.
-pub fn ranking(engine: &Engine, raw: &str) -> Vec<Hit> {
-    focus(engine, bounded(raw, MAX_QUESTION_CHARS)).hits
+/// The retrieval ranking behind a reply (entry indexes, best first, at most
+/// five), for evaluation: the hybrid candidates with the model, else Tantivy's.
+pub fn ranking(engine: &Engine, raw: &str) -> Vec<usize> {
+    if engine.semantic.is_some() {
+        let mut candidates = hybrid_candidates(engine, raw, &THRESHOLDS.hybrid);
+        candidates.truncate(5);
+        return candidates.into_iter().map(|candidate| candidate.entry).collect();
+    }
+    focus(engine, bounded(raw, MAX_QUESTION_CHARS)).hits.into_iter().map(|hit| hit.entry).collect()
 }
 
 fn bounded(raw: &str, limit: usize) -> &str {

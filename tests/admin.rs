@@ -225,7 +225,7 @@ async fn a_reload_storm_loses_and_fails_no_question() {
 // ---- The built binary: SIGHUP, --watch, a killed process ---------------------
 
 fn serve_with(fake: &FakeTelegram, knowledge: &Path, data: &Path, extra: &[&str]) -> std::process::Child {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"));
+    let mut command = support::bin::faqbot();
     command
         .arg("serve")
         .args(extra)
@@ -316,7 +316,7 @@ async fn the_database_survives_a_killed_process() {
     terminate(&child);
     assert!(child.wait().expect("wait").success());
 
-    let report = std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+    let report = support::bin::faqbot()
         .args(["report", "--data"])
         .arg(data.path())
         .output()
@@ -379,7 +379,7 @@ fn failed_writes_are_counted_and_stats_say_figures_may_be_incomplete() {
 
 #[test]
 fn check_on_a_missing_directory_says_so_in_one_line_with_a_hint() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+    let output = support::bin::faqbot()
         .args(["check", "--knowledge", "/nonexistent/knowledge"])
         .output()
         .expect("run check");

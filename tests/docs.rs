@@ -1,10 +1,12 @@
 //! The documentation stays true: the README's commands are the binary's, and
 //! its two first commands are the ones CI and users rely on.
 
-use std::process::Command;
+#[path = "support/bin.rs"]
+mod bin;
+
 
 fn help() -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_faqbot")).arg("--help").output().expect("run faqbot --help");
+    let output = bin::faqbot().arg("--help").output().expect("run faqbot --help");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

@@ -2,10 +2,12 @@
 //! and curated to the project's standards, and a broken copy gets every
 //! problem reported at its `path:line:col`.
 
+#[path = "support/bin.rs"]
+mod bin;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use faqbot::knowledge::{self, LoadError, Messages, Problem};
 
@@ -446,7 +448,7 @@ fn a_missing_required_file_or_empty_faq_is_reported() {
 // ---- The `check` command ----------------------------------------------------
 
 fn faqbot(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_faqbot")).args(args).env_remove("FAQBOT_KNOWLEDGE").output().expect("run faqbot")
+    bin::faqbot().args(args).output().expect("run faqbot")
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 pub mod fake_telegram;
 
+pub mod bin;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,7 +133,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Starts `faqbot serve` with its database in `data` and its logs piped.
 pub fn spawn_serve(api_url: &str, token: &str, data: &Path) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_faqbot"))
+    bin::faqbot()
         .arg("serve")
         .env("TELOXIDE_TOKEN", token)
         .env("TELOXIDE_API_URL", api_url)
