@@ -1,20 +1,35 @@
 //! `faqbot chat`: an interactive terminal chat over the engine, for trying
-//! the knowledge base without Telegram. Suggestions are numbered; typing a
-//! number opens that entry. Reads plain lines when standard input is not a
-//! terminal, so it can be scripted.
+//! the knowledge base without Telegram. Replies are wrapped at the
+//! terminal's width with a hanging indent. A number picks one of the choices
+//! on screen, and only while some are shown; otherwise it is asked like any
+//! text. Reads plain lines when standard input is not a terminal, so it can
+//! be scripted.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use crate::engine::Engine;
 use crate::responder::{self, Kind, Reply};
 
-const HELP: &str = "Type a question, a number to pick a suggestion, /topics to browse, /sources, /help, or /quit.";
+/// The chat's own help: the Telegram help speaks of group chats and /about.
+const HELP: &str = "Type a question in your own words, for example \"What are the side effects?\".\n\
+Type a number to pick one of the numbered choices on screen.\n\
+/topics   browse the topics, then their questions\n\
+/sources  the research behind the answers\n\
+/help     this help\n\
+/quit     leave the chat";
+
+/// Width used when standard output is not a terminal.
+const DEFAULT_WIDTH: usize = 80;
+const PREFIX: &str = "bot> ";
+const INDENT: &str = "     ";
 
 /// Runs the chat until `/quit` or end of input.
 pub fn run(engine: &Engine) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{}\n\n({HELP})\n", engine.kb.messages.welcome)?;
-    let mut session = Session::default();
+    let width = console::Term::stdout().size_checked().map_or(DEFAULT_WIDTH, |(_, columns)| usize::from(columns));
+    let mut session = Session { width: width.clamp(30, 120), choices: Vec::new() };
+    writeln!(out, "{}\n", session.wrap(&engine.kb.messages.welcome, "", ""))?;
+    writeln!(out, "{}\n", session.wrap("(/help for how this chat works, /quit to leave)", "", ""))?;
     if io::stdin().is_terminal() {
         let mut editor = rustyline::DefaultEditor::new()?;
         loop {
@@ -39,10 +54,17 @@ pub fn run(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the last reply offered, so a number can pick it.
-#[derive(Default)]
+/// What a number on screen stands for.
+#[derive(Debug, Clone)]
+enum Choice {
+    Entry(String),
+    Topic(usize),
+}
+
 struct Session {
-    choices: Vec<String>,
+    width: usize,
+    /// The numbered choices currently on screen; empty when none are.
+    choices: Vec<Choice>,
 }
 
 impl Session {
@@ -50,56 +72,117 @@ impl Session {
     fn handle(&mut self, engine: &Engine, line: &str, out: &mut impl Write) -> io::Result<bool> {
         let line = line.trim();
         let kb = &engine.kb;
-        let reply = match line {
-            "/quit" | "/exit" | "/q" => return Ok(false),
-            "/help" => {
-                writeln!(out, "{}\n\n{HELP}\n", kb.messages.help)?;
+        let picked = line.parse::<usize>().ok().and_then(|number| self.choices.get(number.wrapping_sub(1)).cloned());
+        let reply = match (line, picked) {
+            ("/quit" | "/exit" | "/q", _) => return Ok(false),
+            ("/help", _) => {
+                self.choices.clear();
+                writeln!(out, "\n{}\n", self.wrap(HELP, INDENT, INDENT))?;
                 return Ok(true);
             }
-            "/sources" => {
+            ("/sources", _) => {
+                self.choices.clear();
                 for source in &kb.sources {
                     let link = source.link().map(|link| format!(" {link}")).unwrap_or_default();
-                    writeln!(out, "• {}{link}", source.citation)?;
+                    writeln!(out, "{}", self.wrap(&format!("{}{link}", source.citation), "• ", "  "))?;
                 }
                 writeln!(out)?;
                 return Ok(true);
             }
-            "/topics" => {
-                self.choices.clear();
-                for (topic_index, topic) in kb.topics.iter().enumerate() {
-                    writeln!(out, "{}", topic.title)?;
-                    for entry in kb.entries.iter().filter(|entry| entry.topic == topic_index) {
-                        self.choices.push(entry.id.clone());
-                        writeln!(out, "  {}. {}", self.choices.len(), entry.question)?;
+            ("/topics", _) => {
+                self.choices = (0..kb.topics.len()).map(Choice::Topic).collect();
+                writeln!(out)?;
+                for (number, topic) in kb.topics.iter().enumerate() {
+                    writeln!(out, "{}", self.wrap(&topic.title, &format!("{:>3}. ", number + 1), INDENT))?;
+                }
+                writeln!(out, "\n{}\n", self.wrap("Type a topic's number to see its questions.", "", ""))?;
+                return Ok(true);
+            }
+            (_, Some(Choice::Topic(topic))) => {
+                let title = kb.topics.get(topic).map_or("", |topic| topic.title.as_str());
+                writeln!(out, "\n{title}")?;
+                self.choices = kb
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.topic == topic)
+                    .map(|entry| Choice::Entry(entry.id.clone()))
+                    .collect();
+                for (number, choice) in self.choices.iter().enumerate() {
+                    if let Choice::Entry(id) = choice
+                        && let Some(entry) = kb.entry(id)
+                    {
+                        writeln!(out, "{}", self.wrap(&entry.question, &format!("{:>3}. ", number + 1), INDENT))?;
                     }
                 }
                 writeln!(out)?;
                 return Ok(true);
             }
-            _ => match line.parse::<usize>().ok().and_then(|n| self.choices.get(n.wrapping_sub(1))) {
-                Some(id) => match kb.entry(id) {
-                    Some(entry) => responder::answer(kb, entry, None),
-                    None => engine.reply(line),
-                },
+            (_, Some(Choice::Entry(id))) => match kb.entry(&id) {
+                Some(entry) => responder::answer(kb, entry, None),
                 None => engine.reply(line),
             },
+            (_, None) => engine.reply(line),
         };
         self.show(engine, &reply, out)?;
         Ok(true)
     }
 
     fn show(&mut self, engine: &Engine, reply: &Reply, out: &mut impl Write) -> io::Result<()> {
-        writeln!(out, "\nbot> {}\n", reply.text.replace('\n', "\n     "))?;
-        self.choices = reply.suggestions.clone();
-        if !self.choices.is_empty() && reply.kind != Kind::Clarify {
-            writeln!(out, "     {}:", engine.kb.messages.related_label)?;
-            for (number, id) in self.choices.iter().enumerate() {
-                if let Some(entry) = engine.kb.entry(id) {
-                    writeln!(out, "     {}. {}", number + 1, entry.question)?;
-                }
+        writeln!(out, "\n{}\n", self.wrap(&reply.text, PREFIX, INDENT))?;
+        // A clarification numbers its choices in its text; an answer's related
+        // questions are listed here. Anything else shows no choices.
+        self.choices = match reply.kind {
+            Kind::Answer | Kind::Clarify | Kind::Refusal => {
+                reply.suggestions.iter().map(|id| Choice::Entry(id.clone())).collect()
             }
-            writeln!(out)?;
+            _ => Vec::new(),
+        };
+        if matches!(reply.kind, Kind::Answer | Kind::Refusal) && !self.choices.is_empty() {
+            if reply.kind == Kind::Answer {
+                writeln!(out, "{INDENT}{}:", engine.kb.messages.related_label)?;
+                for (number, id) in reply.suggestions.iter().enumerate() {
+                    if let Some(entry) = engine.kb.entry(id) {
+                        let label = format!("{INDENT}{}. ", number + 1);
+                        writeln!(out, "{}", self.wrap(&entry.question, &label, &format!("{INDENT}   ")))?;
+                    }
+                }
+                writeln!(out)?;
+            }
         }
         Ok(())
+    }
+
+    /// Wraps `text` at the session's width: the first line after `first`,
+    /// the others after `rest`; a bullet's continuation lines line up with
+    /// its text.
+    fn wrap(&self, text: &str, first: &str, rest: &str) -> String {
+        let mut lines = Vec::new();
+        for (index, paragraph) in text.split('\n').enumerate() {
+            let lead = if index == 0 { first } else { rest };
+            if paragraph.trim().is_empty() {
+                lines.push(String::new());
+                continue;
+            }
+            let hang = match paragraph.strip_prefix("• ") {
+                Some(_) => format!("{rest}  "),
+                None => rest.to_owned(),
+            };
+            let mut line = lead.to_owned();
+            let mut empty = true;
+            for word in paragraph.split(' ').filter(|word| !word.is_empty()) {
+                let fits = line.chars().count() + 1 + word.chars().count() <= self.width;
+                if !empty && !fits {
+                    lines.push(std::mem::replace(&mut line, hang.clone()));
+                    empty = true;
+                }
+                if !empty {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                empty = false;
+            }
+            lines.push(line);
+        }
+        lines.join("\n")
     }
 }

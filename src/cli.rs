@@ -18,9 +18,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::engine::Engine;
-use crate::model::Semantic;
 use crate::eval;
 use crate::knowledge::{self, LoadError};
+use crate::model::Semantic;
 use crate::telegram;
 
 /// Exit code when the command ran and found problems (or fell below a floor).

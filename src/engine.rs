@@ -10,9 +10,9 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 
 use crate::knowledge::{self, KnowledgeBase};
+use crate::model::Semantic;
 use crate::responder::{self, Kind, Reply};
 use crate::safety::Screen;
-use crate::model::Semantic;
 use crate::search::{Dense, Index};
 
 pub struct Engine {

@@ -211,11 +211,21 @@ impl Report {
     pub fn side_by_side(&self, left: &str, other: &Report, right: &str) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{:<34} {left:>10} {right:>14}", "");
-        let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "accuracy@1 (right entry first)", self.accuracy_at_1, other.accuracy_at_1);
+        let _ = writeln!(
+            out,
+            "{:<34} {:>10.3} {:>14.3}",
+            "accuracy@1 (right entry first)", self.accuracy_at_1, other.accuracy_at_1
+        );
         let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "MRR (retrieval, top 5)", self.mrr, other.mrr);
         let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "wrong answers", self.wrong_rate(), other.wrong_rate());
         for kind in self.by_kind.keys() {
-            let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", format!("kind {kind}"), self.kind_rate(kind), other.kind_rate(kind));
+            let _ = writeln!(
+                out,
+                "{:<34} {:>10.3} {:>14.3}",
+                format!("kind {kind}"),
+                self.kind_rate(kind),
+                other.kind_rate(kind)
+            );
         }
         out
     }

@@ -296,7 +296,11 @@ pub fn vectors(engine: &Engine, text: &str) -> Vec<crate::model::Vector> {
 }
 
 /// The hybrid candidates for `text`, for evaluation and `--explain`.
-pub fn hybrid_candidates(engine: &Engine, text: &str, thresholds: &crate::decide::Hybrid) -> Vec<crate::decide::Candidate> {
+pub fn hybrid_candidates(
+    engine: &Engine,
+    text: &str,
+    thresholds: &crate::decide::Hybrid,
+) -> Vec<crate::decide::Candidate> {
     let text = bounded(text, MAX_QUESTION_CHARS);
     let analysis = engine.index.analyze(text);
     crate::decide::candidates(engine, &analysis, &vectors(engine, text), thresholds)
@@ -447,8 +451,8 @@ const SMALLTALK: &[Smalltalk] = &[
     Smalltalk {
         keys: &["thanks", "thank", "thx", "ty", "tysm", "cheers", "appreciate", "appreciated", "helpful"],
         fillers: &[
-            "it", "that", "so", "very", "much", "a", "lot", "great", "you", "ok", "okay", "cool", "nice", "got",
-            "perfect",
+            "it", "that", "this", "so", "very", "much", "a", "lot", "great", "you", "ok", "okay", "cool", "nice",
+            "got", "perfect", "helped", "helps", "really", "was", "has", "been", "info", "answer", "answers",
         ],
         pick: |messages| &messages.thanks,
     },

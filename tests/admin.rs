@@ -316,11 +316,7 @@ async fn the_database_survives_a_killed_process() {
     terminate(&child);
     assert!(child.wait().expect("wait").success());
 
-    let report = support::bin::faqbot()
-        .args(["report", "--data"])
-        .arg(data.path())
-        .output()
-        .expect("report");
+    let report = support::bin::faqbot().args(["report", "--data"]).arg(data.path()).output().expect("report");
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(report.status.success(), "{text}");
     assert!(text.contains("integrity ok"), "{text}");
@@ -379,10 +375,8 @@ fn failed_writes_are_counted_and_stats_say_figures_may_be_incomplete() {
 
 #[test]
 fn check_on_a_missing_directory_says_so_in_one_line_with_a_hint() {
-    let output = support::bin::faqbot()
-        .args(["check", "--knowledge", "/nonexistent/knowledge"])
-        .output()
-        .expect("run check");
+    let output =
+        support::bin::faqbot().args(["check", "--knowledge", "/nonexistent/knowledge"]).output().expect("run check");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

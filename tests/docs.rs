@@ -4,7 +4,6 @@
 #[path = "support/bin.rs"]
 mod bin;
 
-
 fn help() -> String {
     let output = bin::faqbot().arg("--help").output().expect("run faqbot --help");
     String::from_utf8_lossy(&output.stdout).into_owned()

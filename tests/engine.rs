@@ -136,7 +136,9 @@ fn answers_what_users_asked_and_the_help_examples() {
     let messages = &engine().kb.messages;
     let examples: Vec<&str> = [messages.help.as_str(), messages.welcome.as_str()]
         .iter()
-        .flat_map(|text| text.split('"').skip(1).step_by(2).chain(text.lines().filter_map(|line| line.strip_prefix("• "))))
+        .flat_map(|text| {
+            text.split('"').skip(1).step_by(2).chain(text.lines().filter_map(|line| line.strip_prefix("• ")))
+        })
         .filter(|example| example.ends_with('?'))
         .collect();
     assert!(examples.len() >= 3, "{examples:?}");
@@ -246,16 +248,31 @@ fn ask_reading_lines_prints_one_line_per_question() {
 
 #[test]
 fn chat_answers_picks_numbered_suggestions_and_quits() {
-    let output = faqbot(&["chat"], "how much does it cost\n1\n/topics\n/quit\nnever read\n");
+    let kb = &engine().kb;
+    let topic = &kb.topics[1];
+    let first_question = kb.entries.iter().find(|entry| entry.topic == 1).map(|entry| entry.question.clone());
+    let script = "how much does it cost\n1\n/topics\n2\n/help\n3\nthanks, this helped\n/quit\nnever read\n";
+    let output = faqbot(&["chat"], script);
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("How much does ketamine therapy cost?"), "{stdout}");
     // "1" picks the first related question of the cost answer: insurance.
-    assert!(stdout.contains("Does insurance cover ketamine for PTSD?\n"), "{stdout}");
-    assert!(stdout.contains("Risks and side effects"), "{stdout}");
+    assert!(stdout.contains("Does insurance cover ketamine for PTSD?"), "{stdout}");
+    // /topics lists the topics; "2" then lists the second topic's questions.
+    assert!(stdout.contains(&format!("  2. {}", topic.title)), "{stdout}");
+    assert!(stdout.contains(&format!("  1. {}", first_question.unwrap_or_default())), "{stdout}");
+    // The chat's own help: nothing about groups or /about.
+    assert!(stdout.contains("/topics") && !stdout.contains("/about") && !stdout.contains("group"), "{stdout}");
+    // With no choices on screen (after /help), "3" is asked like any text and matches nothing.
+    assert!(stdout.contains(kb.messages.no_answer.split('.').next().unwrap_or("")), "{stdout}");
+    // "thanks, this helped" is small talk.
+    assert!(stdout.contains(kb.messages.thanks.split('.').next().unwrap_or("")), "{stdout}");
     assert!(!stdout.contains("never read"), "{stdout}");
+    // Wrapped at 80 columns when standard output is not a terminal.
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "{line:?} is wider than 80 columns");
+    }
 }
-
 #[test]
 fn eval_exits_one_below_a_floor_and_zero_above() {
     let set = "tests/data/dev-tune.jsonl";

@@ -26,7 +26,10 @@ struct Reference {
 fn references() -> Vec<Reference> {
     let path = model_dir().join("reference.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-    text.lines().filter(|line| !line.trim().is_empty()).map(|line| serde_json::from_str(line).expect("a reference")).collect()
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).expect("a reference"))
+        .collect()
 }
 
 #[test]
@@ -52,7 +55,11 @@ fn every_reference_vector_is_reproduced_one_by_one_and_in_a_batch() {
 fn similar_sentences_are_close_and_unrelated_ones_are_not() {
     let embedder = Embedder::load(&model_dir()).expect("the model loads");
     let vectors = embedder
-        .embed_batch(&["A man is eating food.", "A man is eating a piece of bread.", "The weather in Paris is sunny today."])
+        .embed_batch(&[
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+            "The weather in Paris is sunny today.",
+        ])
         .expect("embeds");
     let close = cosine(&vectors[0], &vectors[1]);
     assert!((close - 0.7553).abs() < 0.001, "cosine {close}");

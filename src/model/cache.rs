@@ -47,10 +47,8 @@ impl VectorCache {
                     let (key, floats) = record.split_at(32);
                     let mut k = [0u8; 32];
                     k.copy_from_slice(key);
-                    let vector: Vector = floats
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
+                    let vector: Vector =
+                        floats.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                     vectors.insert(k, vector);
                 }
             }

@@ -65,7 +65,8 @@ impl Embedder {
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let weights = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let encoder = Encoder::load(weights).with_context(|| format!("loading the weights in {}", weights_path.display()))?;
+        let encoder =
+            Encoder::load(weights).with_context(|| format!("loading the weights in {}", weights_path.display()))?;
         Ok(Self { tokenizer, encoder })
     }
 
@@ -88,7 +89,8 @@ impl Embedder {
 
     /// The word-piece ids of one text, with [CLS] and [SEP]; for tests.
     pub fn token_ids(&self, text: &str) -> anyhow::Result<Vec<u32>> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|err| anyhow::anyhow!("{err}")).context("tokenizing")?;
+        let encoding =
+            self.tokenizer.encode(text, true).map_err(|err| anyhow::anyhow!("{err}")).context("tokenizing")?;
         Ok(encoding.get_ids().to_vec())
     }
 
