@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::eval;
 use crate::knowledge::{Entry, KnowledgeBase, LoadStats, Source, Topic};
+use crate::model::Semantic;
 
 /// Percentiles of a set of durations.
 #[derive(Debug, Clone, Copy)]
@@ -49,9 +50,17 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Runs every benchmark and returns the report as Markdown.
-pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[usize]) -> anyhow::Result<String> {
+pub fn run(
+    knowledge: &Path,
+    dev_set: &Path,
+    medquad: Option<&Path>,
+    scales: &[usize],
+    semantic: Option<Semantic>,
+) -> anyhow::Result<String> {
     let mut out = String::new();
-    let engine = Engine::load(knowledge)?;
+    let engine = Engine::load_with(knowledge, semantic.clone())?;
+    // A forward pass per question makes each round cost seconds, not milliseconds.
+    let rounds = if semantic.is_some() { 3 } else { 30 };
     let questions: Vec<String> = eval::read_cases(dev_set)?.into_iter().map(|case| case.text).collect();
     if questions.is_empty() {
         bail!("{} has no questions", dev_set.display());
@@ -59,16 +68,16 @@ pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[u
 
     eprintln!("bench: index build, shipped knowledge base");
     let builds: Vec<Duration> = (0..30)
-        .map(|_| Engine::new(engine.kb.clone()).map(|engine| engine.build_time))
+        .map(|_| Engine::build(engine.kb.clone(), semantic.clone()).map(|engine| engine.build_time))
         .collect::<anyhow::Result<_>>()?;
 
     eprintln!("bench: per-question latency over the dev set");
     for question in &questions {
         engine.reply(question);
     }
-    let mut samples = Vec::with_capacity(questions.len() * 30);
+    let mut samples = Vec::with_capacity(questions.len() * rounds);
     let batch_started = Instant::now();
-    for _ in 0..30 {
+    for _ in 0..rounds {
         for question in &questions {
             let started = Instant::now();
             std::hint::black_box(engine.reply(question));
@@ -79,7 +88,7 @@ pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[u
     let latency = spread(samples);
 
     eprintln!("bench: reloads (load, validate, index, self-test, swap)");
-    let cell = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Engine::load(knowledge)?));
+    let cell = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(Engine::load_with(knowledge, semantic.clone())?));
     let reloader = std::sync::Arc::new(crate::admin::Reloader::new(knowledge.to_path_buf(), cell.clone()));
     let mut reloads = Vec::new();
     for _ in 0..10 {
@@ -158,7 +167,7 @@ pub fn run(knowledge: &Path, dev_set: &Path, medquad: Option<&Path>, scales: &[u
     ));
     out.push_str(&format!("| index build, median of 30 | {} |\n", millis(median(builds))));
     out.push_str(&format!(
-        "| latency per question, {} dev-set questions × 30 | p50 {} · p99 {} |\n",
+        "| latency per question, {} dev-set questions × {rounds} | p50 {} · p99 {} |\n",
         questions.len(),
         micros(latency.p50),
         micros(latency.p99)
@@ -269,7 +278,7 @@ pub fn medquad_knowledge(pairs: &[(String, String, String)], shipped: &Knowledge
 
 /// One scale run, printed as one Markdown table row: build time, latency
 /// over up to 2,000 of the set's own questions, and this process's peak RSS.
-pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result<String> {
+pub fn scale(knowledge: &Path, medquad: &Path, entries: usize, semantic: Option<Semantic>) -> anyhow::Result<String> {
     let shipped = crate::knowledge::load(knowledge).with_context(|| format!("loading {}", knowledge.display()))?;
     let pairs = read_medquad(medquad, entries)?;
     let kb = medquad_knowledge(&pairs, &shipped);
@@ -277,9 +286,9 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result
     let mut builds = Vec::new();
     for _ in 0..2 {
         // Dropped at once: the peak below is one engine's, as in serving.
-        builds.push(Engine::new(kb.clone())?.build_time);
+        builds.push(Engine::build(kb.clone(), semantic.clone())?.build_time);
     }
-    let engine = Engine::new(kb)?;
+    let engine = Engine::build(kb, semantic.clone())?;
     builds.push(engine.build_time);
     let kb = &engine.kb;
     let step = (kb.entries.len() / 2000).max(1);
@@ -295,7 +304,7 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize) -> anyhow::Result
     // What a reload of this size costs: a fresh build plus the self-test,
     // beside the engine in use, as in a real reload.
     let reload_started = Instant::now();
-    let rebuilt = Engine::new(kb.clone())?;
+    let rebuilt = Engine::build(kb.clone(), semantic)?;
     let failures = rebuilt.self_test().len();
     let reload = reload_started.elapsed();
     drop(rebuilt);

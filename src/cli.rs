@@ -267,12 +267,21 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Bench { questions, medquad, scales } => {
-            let report = crate::bench::run(&cli.knowledge, questions, medquad.as_deref(), scales)?;
+            let report = crate::bench::run(
+                &cli.knowledge,
+                questions,
+                medquad.as_deref(),
+                scales,
+                semantic(cli, ModelUse::IfInstalled)?,
+            )?;
             println!("{report}");
             Ok(0)
         }
         Command::BenchScale { medquad, entries } => {
-            println!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries)?);
+            println!(
+                "{}",
+                crate::bench::scale(&cli.knowledge, medquad, *entries, semantic(cli, ModelUse::IfInstalled)?)?
+            );
             Ok(0)
         }
         Command::Model { action } => model(action, cli.model.as_deref()),

@@ -59,8 +59,6 @@ pub struct Candidate {
     pub phrasing: usize,
     /// The mean of the three closest phrasings' cosines with the whole message.
     pub mean3: f32,
-    /// The best cosine of the whole message with one of the answer's paragraphs.
-    pub answer: f32,
     /// Lexical coverage, 0 to 1.
     pub coverage: f32,
     /// BM25 score, when Tantivy returned the entry.
@@ -129,7 +127,6 @@ pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thre
                 sentence: *sentence.get(entry)?,
                 phrasing: closeness.phrasing,
                 mean3: closeness.mean3,
-                answer: closeness.answer,
                 coverage,
                 bm25,
                 exact,

@@ -181,7 +181,6 @@ pub fn write_features(engine: &Engine, cases: &[Case], path: &Path) -> anyhow::R
                     "whole": candidate.whole,
                     "sentence": candidate.sentence,
                     "mean3": candidate.mean3,
-                    "answer": candidate.answer,
                     "coverage": candidate.coverage,
                     "exact": candidate.exact,
                     "bm25": candidate.bm25,

@@ -12,11 +12,6 @@ pub struct Dense {
     vectors: Vec<f32>,
     /// The entry each phrasing belongs to.
     owners: Vec<usize>,
-    /// Each answer paragraph as a vector, and the entry it belongs to: a
-    /// message that describes what an answer says, in other words than any
-    /// phrasing, is still close to the answer.
-    answers: Vec<f32>,
-    answer_owners: Vec<usize>,
     entries: usize,
     /// Phrasings embedded by this build (the rest came from the cache).
     pub embedded: usize,
@@ -35,8 +30,6 @@ pub struct Closeness {
     /// The mean of its three closest phrasings' cosines (fewer if it has fewer):
     /// steadier than the single best.
     pub mean3: f32,
-    /// The best cosine with one of its answer's paragraphs.
-    pub answer: f32,
 }
 
 impl Dense {
@@ -50,38 +43,18 @@ impl Dense {
                 owners.push(index);
             }
         }
-        let phrasings = texts.len();
-        let mut answer_owners = Vec::new();
-        for (index, entry) in kb.entries.iter().enumerate() {
-            for paragraph in entry.answer.split("\n\n").map(str::trim).filter(|paragraph| !paragraph.is_empty()) {
-                texts.push(paragraph);
-                answer_owners.push(index);
-            }
-        }
         let (vectors, embedded) = semantic.embed_all(&texts)?;
-        let flatten = |vectors: &[crate::model::Vector]| {
-            let mut flat = Vec::with_capacity(vectors.len() * DIMENSIONS);
-            for vector in vectors {
-                flat.extend_from_slice(vector);
-            }
-            flat
-        };
-        let (phrasing_vectors, answer_vectors) = vectors.split_at(phrasings.min(vectors.len()));
-        Ok(Self {
-            vectors: flatten(phrasing_vectors),
-            owners,
-            answers: flatten(answer_vectors),
-            answer_owners,
-            entries: kb.entries.len(),
-            embedded,
-        })
+        let mut flat = Vec::with_capacity(vectors.len() * DIMENSIONS);
+        for vector in &vectors {
+            flat.extend_from_slice(vector);
+        }
+        Ok(Self { vectors: flat, owners, entries: kb.entries.len(), embedded })
     }
 
     /// Every entry's closeness to one query vector, by entry index.
     pub fn closeness(&self, query: &[f32]) -> Vec<Closeness> {
-        let mut best: Vec<Closeness> = (0..self.entries)
-            .map(|entry| Closeness { entry, cosine: f32::MIN, phrasing: 0, mean3: 0.0, answer: 0.0 })
-            .collect();
+        let mut best: Vec<Closeness> =
+            (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, phrasing: 0, mean3: 0.0 }).collect();
         let mut top3 = vec![[f32::MIN; 3]; self.entries];
         let mut previous = usize::MAX;
         let mut phrasing = 0;
@@ -106,11 +79,6 @@ impl Dense {
         for (closeness, top) in best.iter_mut().zip(&top3) {
             let kept: Vec<f32> = top.iter().copied().filter(|score| *score > f32::MIN).collect();
             closeness.mean3 = kept.iter().sum::<f32>() / kept.len().max(1) as f32;
-        }
-        for (vector, &owner) in self.answers.chunks_exact(DIMENSIONS).zip(&self.answer_owners) {
-            if let Some(closeness) = best.get_mut(owner) {
-                closeness.answer = closeness.answer.max(cosine(query, vector));
-            }
         }
         best
     }
