@@ -617,8 +617,7 @@ fn import_faq(
 }
 
 fn export_faq(dir: &Path, format: crate::import::Format, out: Option<&Path>) -> anyhow::Result<u8> {
-    let kb = knowledge::load(dir)
-        .with_context(|| format!("loading {}; run `faqbot --knowledge {} check`", dir.display(), dir.display()))?;
+    let kb = knowledge::load(dir).with_context(|| format!("loading {} (set --knowledge DIR)", dir.display()))?;
     match out {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
