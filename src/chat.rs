@@ -137,17 +137,16 @@ impl Session {
             }
             _ => Vec::new(),
         };
-        if matches!(reply.kind, Kind::Answer | Kind::Refusal) && !self.choices.is_empty() {
-            if reply.kind == Kind::Answer {
-                writeln!(out, "{INDENT}{}:", engine.kb.messages.related_label)?;
-                for (number, id) in reply.suggestions.iter().enumerate() {
-                    if let Some(entry) = engine.kb.entry(id) {
-                        let label = format!("{INDENT}{}. ", number + 1);
-                        writeln!(out, "{}", self.wrap(&entry.question, &label, &format!("{INDENT}   ")))?;
-                    }
+        // A refusal numbers its general entries in its own text.
+        if reply.kind == Kind::Answer && !self.choices.is_empty() {
+            writeln!(out, "{INDENT}{}:", engine.kb.messages.related_label)?;
+            for (number, id) in reply.suggestions.iter().enumerate() {
+                if let Some(entry) = engine.kb.entry(id) {
+                    let label = format!("{INDENT}{}. ", number + 1);
+                    writeln!(out, "{}", self.wrap(&entry.question, &label, &format!("{INDENT}   ")))?;
                 }
-                writeln!(out)?;
             }
+            writeln!(out)?;
         }
         Ok(())
     }

@@ -143,6 +143,28 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelCommand,
     },
+    /// Convert an FAQ in CSV, TSV or JSON into a knowledge directory.
+    Import {
+        /// The FAQ: columns (or keys) question, answer, and optionally alternates, source, topic, id, related.
+        file: PathBuf,
+        /// The knowledge directory to write (messages.toml and synonyms.toml are copied from --knowledge).
+        #[arg(long, default_value = "imported-knowledge", value_name = "DIR")]
+        out: PathBuf,
+        /// The file's format (default: from its extension).
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        /// Replace faq/*.toml and sources.toml when DIR already has them.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the knowledge base as CSV, TSV or JSON, in the layout `import` reads back.
+    Export {
+        #[arg(long, value_enum)]
+        format: crate::import::Format,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// One scale run of `bench`, in its own process (internal).
     #[command(hide = true)]
     BenchScale {
@@ -285,6 +307,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Model { action } => model(action, cli.model.as_deref()),
+        Command::Import { file, out, format, force } => import_faq(&cli.knowledge, file, out, *format, *force),
+        Command::Export { format, out } => export_faq(&cli.knowledge, *format, out.as_deref()),
         Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet, features } => {
             let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)?;
             let cases = eval::read_cases(file)?;
@@ -641,4 +665,64 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
         }
         Err(error @ LoadError::Io { .. }) => Err(error.into()),
     }
+}
+
+// `import` and `export` (issue 13).
+
+fn import_faq(
+    template: &Path,
+    file: &Path,
+    out: &Path,
+    format: Option<crate::import::Format>,
+    force: bool,
+) -> anyhow::Result<u8> {
+    use crate::import;
+    let Some(format) = format.or_else(|| import::Format::from_path(file)) else {
+        eprintln!(
+            "faqbot: cannot tell the format of {} from its extension; pass --format csv, tsv or json",
+            file.display()
+        );
+        return Ok(EXIT_FAILURE);
+    };
+    let options = import::Options { format, out: out.to_path_buf(), template: template.to_path_buf(), force };
+    let report = import::import(file, &options)?;
+    for note in &report.notes {
+        eprintln!("{}: note: {note}", file.display());
+    }
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    for problem in &report.check_problems {
+        println!("{problem}");
+    }
+    eprintln!("{}: {}", file.display(), report.stats);
+    if report.written.is_empty() {
+        eprintln!("{}: nothing was written: no row could be imported; fix the problems above", file.display());
+        return Ok(EXIT_PROBLEMS);
+    }
+    if report.is_clean() {
+        println!("wrote {}; next: `faqbot --knowledge {} check`", out.display(), out.display());
+        return Ok(0);
+    }
+    eprintln!(
+        "{}: wrote {} with {} problem(s) in the input and {} in the result to fix by hand (listed above)",
+        file.display(),
+        out.display(),
+        report.problems.len(),
+        report.check_problems.len()
+    );
+    Ok(EXIT_PROBLEMS)
+}
+
+fn export_faq(dir: &Path, format: crate::import::Format, out: Option<&Path>) -> anyhow::Result<u8> {
+    let kb = knowledge::load(dir).with_context(|| format!("loading {} (set --knowledge DIR)", dir.display()))?;
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            crate::export::export(&kb, format, std::io::BufWriter::new(file))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => crate::export::export(&kb, format, std::io::BufWriter::new(std::io::stdout().lock()))?,
+    }
+    Ok(0)
 }

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod decide;
 pub mod engine;
 pub mod eval;
+pub mod export;
+pub mod import;
 pub mod knowledge;
 pub mod model;
 pub mod render;
