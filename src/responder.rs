@@ -194,7 +194,10 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
     if engine.semantic.is_some() {
         let thresholds = THRESHOLDS.hybrid;
         let candidates = hybrid_candidates(engine, raw, &thresholds);
-        out.push_str("\ncandidates (hybrid; score = whole + 0.1 sentence + 0.5 mean3 + 0.6 coverage):");
+        out.push_str(&format!(
+            "\ncandidates (hybrid; score = whole + {} sentence + {} mean3 + {} coverage):",
+            thresholds.sentence, thresholds.mean3, thresholds.lexical
+        ));
         for candidate in candidates.iter().take(6) {
             out.push_str(&format!(
                 "\n  {:<32} score {:.3}  whole {:.3}  sentence {:.3}  mean3 {:.3}  coverage {:.2}{}",
@@ -207,13 +210,21 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
                 if candidate.exact { "  exact" } else { "" }
             ));
         }
-        let verdict = crate::decide::decide(&candidates, &thresholds);
+        let id = |entry: usize| engine.kb.entries[entry].id.as_str();
+        let verdict = match crate::decide::decide(&candidates, &thresholds) {
+            crate::decide::Verdict::Answer { entry, reason } => format!("answer {}: {reason}", id(entry)),
+            crate::decide::Verdict::Clarify { entries, reason } => {
+                let ids: Vec<&str> = entries.into_iter().map(id).collect();
+                format!("clarify [{}]: {reason}", ids.join(", "))
+            }
+            crate::decide::Verdict::NoMatch { reason } => format!("no_match: {reason}"),
+        };
         let gap = match candidates.as_slice() {
             [first, second, ..] => first.score - second.score,
             _ => f32::NAN,
         };
         out.push_str(&format!(
-            "\nverdict: {verdict:?} (answer needs score >= {:.2} and a gap >= {:.2} to the next entry; gap {gap:.3})",
+            "\nverdict: {verdict} (an answer needs score >= {:.2} and a gap >= {:.2} to the next entry; gap {gap:.3})",
             thresholds.answer, thresholds.gap
         ));
         return out;
