@@ -53,7 +53,8 @@ pub struct Candidate {
     pub entry: usize,
     /// Cosine of the whole message with the entry's closest phrasing.
     pub whole: f32,
-    /// The best single sentence's cosine (equal to `whole` for one sentence).
+    /// The best cosine of the whole message or any one of its sentences
+    /// (equal to `whole` for a single sentence).
     pub sentence: f32,
     /// Which phrasing was closest (0 = the entry's question).
     pub phrasing: usize,
