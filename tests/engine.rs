@@ -282,3 +282,18 @@ fn eval_exits_one_below_a_floor_and_zero_above() {
     assert_eq!(below.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&below.stderr).contains("below the floor"));
 }
+
+#[test]
+fn explain_prints_every_feature_and_the_verdict_with_its_reason() {
+    let output = faqbot(&["ask", "--explain", "ketamine with a therapist"], "");
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for feature in ["score", "whole", "sentence", "mean3", "coverage"] {
+        assert!(stderr.contains(feature), "{feature} missing from {stderr}");
+    }
+    assert!(
+        stderr.contains("verdict: clarify [ketamine-assisted-psychotherapy")
+            && stderr.contains("several entries are about equally close"),
+        "{stderr}"
+    );
+}
