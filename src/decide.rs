@@ -56,8 +56,6 @@ pub struct Candidate {
     /// The best cosine of the whole message or any one of its sentences
     /// (equal to `whole` for a single sentence).
     pub sentence: f32,
-    /// Which phrasing was closest (0 = the entry's question).
-    pub phrasing: usize,
     /// The mean of the three closest phrasings' cosines with the whole message.
     pub mean3: f32,
     /// Lexical coverage, 0 to 1.
@@ -126,7 +124,6 @@ pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thre
                 entry,
                 whole: closeness.cosine,
                 sentence: *sentence.get(entry)?,
-                phrasing: closeness.phrasing,
                 mean3: closeness.mean3,
                 coverage,
                 bm25,

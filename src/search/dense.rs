@@ -25,8 +25,6 @@ pub struct Closeness {
     /// The best cosine between any of the question's vectors and any of the
     /// entry's phrasings.
     pub cosine: f32,
-    /// Which of the entry's phrasings (0 = its question).
-    pub phrasing: usize,
     /// The mean of its three closest phrasings' cosines (fewer if it has fewer):
     /// steadier than the single best.
     pub mean3: f32,
@@ -54,14 +52,9 @@ impl Dense {
     /// Every entry's closeness to one query vector, by entry index.
     pub fn closeness(&self, query: &[f32]) -> Vec<Closeness> {
         let mut best: Vec<Closeness> =
-            (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, phrasing: 0, mean3: 0.0 }).collect();
+            (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, mean3: 0.0 }).collect();
         let mut top3 = vec![[f32::MIN; 3]; self.entries];
-        let mut previous = usize::MAX;
-        let mut phrasing = 0;
         for (vector, &owner) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.owners) {
-            // Phrasings are stored entry by entry, question first.
-            phrasing = if owner == previous { phrasing + 1 } else { 0 };
-            previous = owner;
             let score = cosine(query, vector);
             if let Some(top) = top3.get_mut(owner)
                 && score > top[2]
@@ -73,7 +66,6 @@ impl Dense {
                 && score > closeness.cosine
             {
                 closeness.cosine = score;
-                closeness.phrasing = phrasing;
             }
         }
         for (closeness, top) in best.iter_mut().zip(&top3) {
