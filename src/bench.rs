@@ -272,6 +272,7 @@ pub fn medquad_knowledge(pairs: &[(String, String, String)], shipped: &Knowledge
         }],
         messages: shipped.messages.clone(),
         synonyms: shipped.synonyms.clone(),
+        exemplars: shipped.exemplars.clone(),
         stats: LoadStats { files: 1, alternates: 0, content_hash: String::from("medquad") },
     }
 }

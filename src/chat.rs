@@ -27,7 +27,7 @@ const INDENT: &str = "     ";
 pub fn run(engine: &Engine) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     let width = console::Term::stdout().size_checked().map_or(DEFAULT_WIDTH, |(_, columns)| usize::from(columns));
-    let mut session = Session { width: width.clamp(30, 120), choices: Vec::new() };
+    let mut session = Session { width: width.clamp(30, 120), choices: Vec::new(), recent: Vec::new() };
     writeln!(out, "{}\n", session.wrap(&engine.kb.messages.welcome, "", ""))?;
     writeln!(out, "{}\n", session.wrap("(/help for how this chat works, /quit to leave)", "", ""))?;
     if io::stdin().is_terminal() {
@@ -65,6 +65,8 @@ struct Session {
     width: usize,
     /// The numbered choices currently on screen; empty when none are.
     choices: Vec<Choice>,
+    /// The last few questions, for the safety screen (memory only).
+    recent: Vec<String>,
 }
 
 impl Session {
@@ -119,12 +121,22 @@ impl Session {
             }
             (_, Some(Choice::Entry(id))) => match kb.entry(&id) {
                 Some(entry) => responder::answer(kb, entry, None),
-                None => engine.reply(line),
+                None => self.ask(engine, line),
             },
-            (_, None) => engine.reply(line),
+            (_, None) => self.ask(engine, line),
         };
         self.show(engine, &reply, out)?;
         Ok(true)
+    }
+
+    /// The reply to a typed question, read with the last few.
+    fn ask(&mut self, engine: &Engine, line: &str) -> Reply {
+        let reply = responder::respond_in(engine, line, &self.recent);
+        self.recent.push(line.to_owned());
+        if self.recent.len() > crate::question::CONTEXT_MESSAGES {
+            self.recent.remove(0);
+        }
+        reply
     }
 
     fn show(&mut self, engine: &Engine, reply: &Reply, out: &mut impl Write) -> io::Result<()> {

@@ -88,6 +88,27 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "FILE")]
         features: Option<PathBuf>,
     },
+    /// Run a labelled safety set (JSONL: text, class, note, context) and print
+    /// crisis, emergency and refusal recall, false alarms and the reply rules.
+    EvalSafety {
+        /// JSONL file, e.g. tests/data/safety/safety-heldout.jsonl.
+        file: PathBuf,
+        /// Exit 1 if crisis-side recall is below this.
+        #[arg(long, value_name = "FRACTION")]
+        min_danger_recall: Option<f64>,
+        /// Exit 1 if the share of ordinary messages given a crisis reply is above this.
+        #[arg(long, value_name = "FRACTION")]
+        max_false_crisis: Option<f64>,
+        /// Exit 1 if refusal recall is below this.
+        #[arg(long, value_name = "FRACTION")]
+        min_refusal_recall: Option<f64>,
+        /// Do not list the cases that were not as expected.
+        #[arg(long)]
+        quiet: bool,
+        /// Write each case's screen units and their scores as JSONL (for tuning).
+        #[arg(long, hide = true, value_name = "FILE")]
+        dump: Option<PathBuf>,
+    },
     /// Run the Telegram bot (token from TELOXIDE_TOKEN; API URL from TELOXIDE_API_URL).
     Serve {
         /// Receive updates by webhook at this public URL instead of long polling.
@@ -309,6 +330,45 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Model { action } => model(action, cli.model.as_deref()),
         Command::Import { file, out, format, force } => import_faq(&cli.knowledge, file, out, *format, *force),
         Command::Export { format, out } => export_faq(&cli.knowledge, *format, out.as_deref()),
+        Command::EvalSafety { file, min_danger_recall, max_false_crisis, min_refusal_recall, quiet, dump } => {
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)?;
+            if engine.meaning.is_none() {
+                eprintln!("faqbot: warning: no model, so the screen reads patterns only; see `faqbot model status`");
+            }
+            let cases = crate::eval_safety::read_cases(file)?;
+            if let Some(path) = dump {
+                crate::eval_safety::write_units(&engine, &cases, path)?;
+            }
+            let report = crate::eval_safety::evaluate(&engine, &cases)?;
+            print!("{}", report.render(!quiet));
+            let mut below = Vec::new();
+            if let Some(floor) = min_danger_recall
+                && report.danger_recall() < *floor
+            {
+                below.push(format!("crisis-side recall {:.3} < {floor}", report.danger_recall()));
+            }
+            if let Some(ceiling) = max_false_crisis
+                && report.false_crisis() > *ceiling
+            {
+                below.push(format!("false crisis {:.3} > {ceiling}", report.false_crisis()));
+            }
+            if let Some(floor) = min_refusal_recall
+                && report.refusal_recall() < *floor
+            {
+                below.push(format!("refusal recall {:.3} < {floor}", report.refusal_recall()));
+            }
+            if report.without_note > 0 || report.with_dose > 0 {
+                below.push(format!(
+                    "{} replies without the clinician note, {} stating an amount",
+                    report.without_note, report.with_dose
+                ));
+            }
+            if below.is_empty() {
+                return Ok(0);
+            }
+            eprintln!("faqbot: {}", below.join("; "));
+            Ok(EXIT_PROBLEMS)
+        }
         Command::Eval { file, min_accuracy, min_mrr, min_kind, quiet, features } => {
             let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)?;
             let cases = eval::read_cases(file)?;

@@ -12,7 +12,8 @@ use anyhow::Context;
 use crate::knowledge::{self, KnowledgeBase};
 use crate::model::Semantic;
 use crate::responder::{self, Kind, Reply};
-use crate::safety::Screen;
+use crate::safety::exemplars::Exemplars;
+use crate::safety::{Meaning, Screen};
 use crate::search::{Dense, Index};
 
 pub struct Engine {
@@ -21,6 +22,9 @@ pub struct Engine {
     /// The model and the phrasing vectors; `None` runs lexical-only.
     pub semantic: Option<(Semantic, Dense)>,
     pub safety: &'static Screen,
+    /// The safety examples read by meaning (`safety.toml`, else the shipped
+    /// ones); `None` without the model, when only the patterns screen.
+    pub meaning: Option<Meaning>,
     pub loaded_at: SystemTime,
     /// How long building the index took.
     pub build_time: std::time::Duration,
@@ -37,15 +41,20 @@ impl Engine {
     pub fn build(kb: KnowledgeBase, semantic: Option<Semantic>) -> anyhow::Result<Self> {
         let started = Instant::now();
         let index = Index::build(&kb).context("building the search index")?;
-        let semantic = match semantic {
+        let (semantic, meaning) = match semantic {
             Some(semantic) => {
                 let dense = Dense::build(&kb, &semantic).context("embedding the phrasings")?;
-                Some((semantic, dense))
+                let exemplars = match &kb.exemplars {
+                    Some(exemplars) => exemplars.clone(),
+                    None => Exemplars::built_in()?,
+                };
+                let meaning = Meaning::build(&exemplars, &semantic).context("embedding the safety examples")?;
+                (Some((semantic, dense)), Some(meaning))
             }
-            None => None,
+            None => (None, None),
         };
         let safety = Screen::global().context("compiling the safety patterns")?;
-        Ok(Self { kb, index, semantic, safety, loaded_at: SystemTime::now(), build_time: started.elapsed() })
+        Ok(Self { kb, index, semantic, safety, meaning, loaded_at: SystemTime::now(), build_time: started.elapsed() })
     }
 
     /// Loads, validates and indexes the knowledge directory `dir`, lexical-only.

@@ -105,7 +105,7 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
     let mut report = Report { cases: cases.len(), ..Report::default() };
     let (mut first, mut reciprocal) = (0usize, 0f64);
     for case in cases {
-        let reply = responder::respond_with(engine, &case.text, thresholds);
+        let reply = responder::respond_with(engine, &case.text, &[], thresholds);
         let score = report.by_kind.entry(case.kind.clone()).or_default();
         score.total += 1;
         let kind_right = match case.kind.as_str() {

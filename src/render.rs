@@ -48,3 +48,25 @@ pub fn with_resources(text: String, messages: &Messages) -> String {
     };
     with_note(body, messages)
 }
+
+/// Adds a gentle check-in and the crisis lines before the clinician note:
+/// for messages where distress is likely but not certain.
+pub fn with_check_in(text: String, messages: &Messages) -> String {
+    let body = text.strip_suffix(&messages.clinician_note).unwrap_or(&text).trim_end();
+    let body = body.strip_suffix(&messages.crisis_pointer).unwrap_or(body).trim_end();
+    let lines = if body.contains(&messages.crisis_resources) {
+        messages.check_in.clone()
+    } else {
+        format!("{}\n{}", messages.check_in, messages.crisis_resources)
+    };
+    let body = if body.is_empty() { lines } else { format!("{body}\n\n{lines}") };
+    with_note(body, messages)
+}
+
+/// Ends a crisis or emergency reply: the clinician note there reads as help
+/// that is there now, not as a disclaimer.
+pub fn with_crisis_note(mut text: String, messages: &Messages) -> String {
+    text.push_str("\n\n");
+    text.push_str(&messages.crisis_note);
+    text
+}

@@ -6,10 +6,10 @@
 
 use crate::engine::Engine;
 use crate::knowledge::{Entry, KnowledgeBase, Source};
+use crate::question::Question;
 use crate::render;
 use crate::safety::{Crisis, Verdict};
 use crate::search::{Analysis, Hit};
-use crate::text::normalize;
 
 /// What kind of reply this is; the names are the JSON contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,10 +57,7 @@ pub struct Reply {
     pub text: String,
 }
 
-/// Messages longer than this are cut before analysis; Telegram allows 4096.
-pub const MAX_QUESTION_CHARS: usize = 4096;
-/// The safety screen sees this much, so danger late in a long message counts.
-pub const MAX_SCREENED_CHARS: usize = 32_768;
+pub use crate::question::MAX_QUESTION_CHARS;
 
 /// The decision thresholds, tuned on tests/data/dev-tune.jsonl; see ARCHITECTURE.md.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,53 +87,62 @@ pub const THRESHOLDS: Thresholds =
     Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, full: 0.95, evidence: 1.5, hybrid: crate::decide::HYBRID };
 
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
-    respond_with(engine, raw, THRESHOLDS)
+    respond_in(engine, raw, &[])
 }
 
-/// `respond` with other thresholds, for tuning.
-pub fn respond_with(engine: &Engine, raw: &str, thresholds: Thresholds) -> Reply {
+/// The reply to `raw` in a chat whose last messages were `context`, oldest
+/// first: danger built across messages counts.
+pub fn respond_in(engine: &Engine, raw: &str, context: &[String]) -> Reply {
+    respond_with(engine, raw, context, THRESHOLDS)
+}
+
+/// `respond_in` with other thresholds, for tuning.
+pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: Thresholds) -> Reply {
     let kb = &engine.kb;
-    // Pasted markup reads as the words it wraps.
-    let raw = &*crate::text::strip_markup(raw);
-    // Safety first, on (nearly) the whole message.
-    let verdict = engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS));
+    let question = Question::new(raw, context, engine.semantic.as_ref().map(|(semantic, _)| semantic));
+    // Safety first, on the whole message and the chat's last few.
+    let verdict = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question, context).verdict;
     match verdict {
         Verdict::Crisis(kind) => return crisis(kb, kind),
-        Verdict::Refusal(_) => return refusal(engine, bounded(raw, MAX_QUESTION_CHARS)),
-        Verdict::Sensitive | Verdict::Clear => {}
+        Verdict::Refusal(_) => return refusal(engine, &question.text),
+        Verdict::CheckIn | Verdict::Sensitive | Verdict::Clear => {}
     }
-    let text = bounded(raw, MAX_QUESTION_CHARS);
-    let normalised = normalize(text);
+    let normalised = &question.normalised;
     let reply = if normalised.is_empty() {
         plain(Kind::NoMatch, kb.messages.empty.clone(), kb)
-    } else if let Some(reply) = smalltalk(&normalised, kb) {
+    } else if let Some(reply) = smalltalk(normalised, kb) {
         reply
     } else if normalised.split(' ').all(|word| word.chars().all(|c| c.is_ascii_digit())) {
         // A bare number means a choice only where choices were shown (chat
         // and buttons handle those); here it asks nothing.
         no_match(kb, None)
     } else if engine.semantic.is_some() {
-        hybrid(engine, text, &thresholds.hybrid)
+        hybrid(engine, &question, &thresholds.hybrid)
     } else {
-        decide(engine, &focus(engine, text), thresholds)
+        decide(engine, &focus(engine, &question.text), thresholds)
     };
-    if verdict == Verdict::Sensitive {
-        return Reply { text: render::with_resources(reply.text, &kb.messages), ..reply };
+    match verdict {
+        Verdict::CheckIn => Reply { text: render::with_check_in(reply.text, &kb.messages), ..reply },
+        Verdict::Sensitive => Reply { text: render::with_resources(reply.text, &kb.messages), ..reply },
+        _ => reply,
     }
-    reply
 }
 
-/// Crisis resources first, warm and short; no buttons, no other content.
+/// The crisis lines first, then a short warm text; no buttons, no other
+/// content. An emergency ends with what to do while help comes.
 fn crisis(kb: &KnowledgeBase, kind: Crisis) -> Reply {
     let messages = &kb.messages;
-    let opening = if kind == Crisis::Emergency { &messages.emergency } else { &messages.crisis };
-    let text = format!("{opening}\n\n{}\n\n{}", messages.crisis_resources, messages.crisis_closing);
+    let text = if kind == Crisis::Emergency {
+        format!("{}\n\n{}\n\n{}", messages.emergency, messages.crisis_resources, messages.emergency_closing)
+    } else {
+        format!("{}\n\n{}", messages.crisis_resources, messages.crisis)
+    };
     Reply {
         kind: Kind::Crisis,
         entry: None,
         score: None,
         suggestions: Vec::new(),
-        text: render::with_note(text, messages),
+        text: render::with_crisis_note(text, messages),
     }
 }
 
@@ -159,6 +165,7 @@ fn refusal(engine: &Engine, text: &str) -> Reply {
             body.push_str(&format!("\n{}. {}", number + 1, entry.question));
         }
     }
+    body.push_str(&format!("\n\n{}", kb.messages.crisis_pointer));
     Reply {
         kind: Kind::Refusal,
         entry: None,
@@ -176,9 +183,11 @@ const REFUSAL_RELATED_RANK: f32 = 0.25;
 /// A human-readable account of how `raw` was analysed and ranked: the
 /// concepts with their weights, then the top entries with coverage and score.
 pub fn explain(engine: &Engine, raw: &str) -> String {
-    let Focus { analysis, hits } = focus(engine, bounded(raw, MAX_QUESTION_CHARS));
-    let mut out = format!("safety: {:?}\n", engine.safety.screen(bounded(raw, MAX_SCREENED_CHARS)));
-    for line in engine.safety.explain(bounded(raw, MAX_SCREENED_CHARS)) {
+    let question = Question::new(raw, &[], engine.semantic.as_ref().map(|(semantic, _)| semantic));
+    let Focus { analysis, hits } = focus(engine, &question.text);
+    let judgement = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question, &[]);
+    let mut out = format!("safety: {:?}\n", judgement.verdict);
+    for line in engine.safety.explain(&question.full).into_iter().chain(judgement.reasons) {
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str("concepts:");
@@ -250,14 +259,7 @@ pub fn ranking(engine: &Engine, raw: &str) -> Vec<usize> {
         candidates.truncate(5);
         return candidates.into_iter().map(|candidate| candidate.entry).collect();
     }
-    focus(engine, bounded(raw, MAX_QUESTION_CHARS)).hits.into_iter().map(|hit| hit.entry).collect()
-}
-
-fn bounded(raw: &str, limit: usize) -> &str {
-    match raw.char_indices().nth(limit) {
-        Some((cut, _)) => &raw[..cut],
-        None => raw,
-    }
+    focus(engine, crate::question::bounded(raw, MAX_QUESTION_CHARS)).hits.into_iter().map(|hit| hit.entry).collect()
 }
 
 /// In a long message the question is usually the sentence with a question
@@ -278,31 +280,12 @@ fn focus(engine: &Engine, text: &str) -> Focus {
     if focused.best_coverage() > whole.best_coverage() { focused } else { whole }
 }
 
-/// The sentences of a message worth embedding on their own: at most
-/// `MAX_SENTENCES`, each of two words or more; none for a single sentence.
-fn sentences(text: &str) -> Vec<&str> {
-    let parts: Vec<&str> = text
-        .split_inclusive(['.', '!', '?', '\n'])
-        .map(str::trim)
-        .filter(|part| part.split_whitespace().count() >= 2)
-        .collect();
-    if parts.len() < 2 { Vec::new() } else { parts.into_iter().take(MAX_SENTENCES).collect() }
-}
-
-const MAX_SENTENCES: usize = 8;
-
-/// The message's vectors: the whole, then each sentence; empty when the
-/// model is not loaded or fails (the lexical decision then stands in).
-pub fn vectors(engine: &Engine, text: &str) -> Vec<crate::model::Vector> {
-    let Some((semantic, _)) = &engine.semantic else { return Vec::new() };
-    let mut texts = vec![text];
-    texts.extend(sentences(text));
-    match semantic.embed_batch(&texts) {
-        Ok(vectors) => vectors,
-        Err(err) => {
-            tracing::warn!("could not embed a message: {err:#}");
-            Vec::new()
-        }
+/// The message's vectors as the decision reads them: the whole, then each
+/// retrieval sentence; empty without them.
+fn retrieval_vectors(question: &Question) -> Vec<crate::model::Vector> {
+    match &question.vectors {
+        Some(vectors) => std::iter::once(&vectors.whole).chain(&vectors.retrieval).cloned().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -312,18 +295,18 @@ pub fn hybrid_candidates(
     text: &str,
     thresholds: &crate::decide::Hybrid,
 ) -> Vec<crate::decide::Candidate> {
-    let text = bounded(text, MAX_QUESTION_CHARS);
-    let analysis = engine.index.analyze(text);
-    crate::decide::candidates(engine, &analysis, &vectors(engine, text), thresholds)
+    let question = Question::new(text, &[], engine.semantic.as_ref().map(|(semantic, _)| semantic));
+    let analysis = engine.index.analyze(&question.text);
+    crate::decide::candidates(engine, &analysis, &retrieval_vectors(&question), thresholds)
 }
 
-fn hybrid(engine: &Engine, text: &str, thresholds: &crate::decide::Hybrid) -> Reply {
+fn hybrid(engine: &Engine, question: &Question, thresholds: &crate::decide::Hybrid) -> Reply {
     let kb = &engine.kb;
-    let vectors = vectors(engine, text);
+    let vectors = retrieval_vectors(question);
     if vectors.is_empty() {
-        return decide(engine, &focus(engine, text), THRESHOLDS);
+        return decide(engine, &focus(engine, &question.text), THRESHOLDS);
     }
-    let analysis = engine.index.analyze(text);
+    let analysis = engine.index.analyze(&question.text);
     let candidates = crate::decide::candidates(engine, &analysis, &vectors, thresholds);
     let score = candidates.first().map(|candidate| candidate.score);
     match crate::decide::decide(&candidates, thresholds) {
@@ -437,6 +420,7 @@ fn no_match(kb: &KnowledgeBase, score: Option<f32>) -> Reply {
     for topic in &kb.topics {
         text.push_str(&format!("\n• {}", topic.title));
     }
+    text.push_str(&format!("\n\n{}", kb.messages.crisis_pointer));
     Reply {
         kind: Kind::NoMatch,
         entry: None,

@@ -20,6 +20,8 @@ const SOURCES_FILE: &str = "sources.toml";
 const MESSAGES_FILE: &str = "messages.toml";
 const SYNONYMS_FILE: &str = "synonyms.toml";
 const FAQ_DIR: &str = "faq";
+/// Optional: without it the shipped safety examples are used.
+const SAFETY_FILE: &str = crate::safety::exemplars::FILE;
 
 /// Telegram's limit on one message, in UTF-16 code units.
 pub const TELEGRAM_LIMIT: usize = 4096;
@@ -150,6 +152,7 @@ struct Loader {
     /// The messages that are present, for checks that run even when some are missing.
     message_texts: HashMap<String, String>,
     synonyms: Vec<Vec<String>>,
+    exemplars: Option<crate::safety::exemplars::Exemplars>,
     /// Ids seen even on records with other problems, so that one broken
     /// record does not also make every reference to it an error.
     declared_entries: HashSet<String>,
@@ -183,10 +186,19 @@ impl Loader {
             self.read_messages(file, root);
         } else if name == SYNONYMS_FILE {
             self.read_synonyms(file, root, root_span);
+        } else if name == SAFETY_FILE {
+            match crate::safety::exemplars::parse(&file.text) {
+                Ok(exemplars) => self.exemplars = Some(exemplars),
+                Err(problems) => {
+                    for (span, message) in problems {
+                        self.problems.push(file.problem(&span, message));
+                    }
+                }
+            }
         } else {
             self.problems.push(file.problem(
                 &(0..0),
-                format!("unexpected file; FAQ entries belong in `{FAQ_DIR}/`, and the other files are {SOURCES_FILE}, {MESSAGES_FILE} and {SYNONYMS_FILE}"),
+                format!("unexpected file; FAQ entries belong in `{FAQ_DIR}/`, and the other files are {SOURCES_FILE}, {MESSAGES_FILE}, {SYNONYMS_FILE} and {SAFETY_FILE}"),
             ));
         }
     }
@@ -421,6 +433,7 @@ impl Loader {
             sources: self.sources.into_iter().map(|(source, _)| source).collect(),
             messages,
             synonyms: self.synonyms,
+            exemplars: self.exemplars,
             stats: LoadStats { files, alternates, content_hash },
         })
     }

@@ -23,6 +23,8 @@ pub struct KnowledgeBase {
     pub messages: Messages,
     /// Groups of words or phrases that mean the same, already normalised.
     pub synonyms: Vec<Vec<String>>,
+    /// The safety examples of `safety.toml`, when the directory has one.
+    pub exemplars: Option<crate::safety::exemplars::Exemplars>,
     pub stats: LoadStats,
 }
 
@@ -122,13 +124,20 @@ messages! {
     greeting,
     thanks,
     goodbye,
-    /// Opens a crisis reply.
+    /// Follows the crisis lines in a crisis reply.
     crisis,
     /// Opens a reply to a medical emergency.
     emergency,
+    /// Ends a reply to a medical emergency: what to do while help comes.
+    emergency_closing,
     /// The checked crisis lines.
     crisis_resources,
-    crisis_closing,
+    /// Ends crisis and emergency replies in place of `clinician_note`.
+    crisis_note,
+    /// Above the crisis lines when distress is likely but not certain.
+    check_in,
+    /// One line under every no-match and refusal.
+    crisis_pointer,
     refusal,
     /// Introduces related entries under a refusal.
     refusal_related,

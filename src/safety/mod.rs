@@ -8,8 +8,17 @@
 //! "myslef"), then matched against the pattern files beside this module. It
 //! does not decide what to say: the responder does.
 
+pub mod exemplars;
+mod head;
+mod judge;
+pub mod meaning;
+
 use anyhow::Context;
 use regex::RegexSet;
+
+pub use exemplars::Class;
+pub use judge::{Judgement, Unit, UnitKind, judge, units};
+pub use meaning::Meaning;
 
 use crate::text::normalize;
 
@@ -28,6 +37,10 @@ pub enum Verdict {
     Crisis(Crisis),
     /// A request for personal medical advice.
     Refusal(Refusal),
+    /// Distress is likely but not certain (low mood, or danger words in the
+    /// past, in general, about someone else's past, or in jest): answered as
+    /// usual, with a gentle check-in and the crisis lines.
+    CheckIn,
     /// Mentions suicide, self-harm or overdose without signalling danger:
     /// answered as usual, with the crisis resources shown too.
     Sensitive,

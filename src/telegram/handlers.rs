@@ -72,8 +72,10 @@ pub(super) fn plan(shared: &Shared, update: &Update, fresh: bool) -> Vec<Step> {
             };
             let to = message.chat.id;
             let steps = match intent(message, &shared.username) {
-                Intent::Command { name, argument } => command(&engine, shared, user.id.0, &name, argument, fresh),
-                Intent::Question(question) => answer(&engine, shared, user.id.0, &question, fresh),
+                Intent::Command { name, argument } => {
+                    command(&engine, shared, (to.0, user.id.0), &name, argument, fresh)
+                }
+                Intent::Question(question) => answer(&engine, shared, (to.0, user.id.0), &question, fresh),
                 Intent::Media => texts(render::with_note(&engine.kb.messages.non_text, &engine.kb), None),
                 Intent::Ignore => Vec::new(),
             };
@@ -192,7 +194,14 @@ fn is_media(message: &Message) -> bool {
     }
 }
 
-fn command(engine: &Engine, shared: &Shared, user: u64, name: &str, argument: &str, fresh: bool) -> Texts {
+fn command(
+    engine: &Engine,
+    shared: &Shared,
+    (chat, user): (i64, u64),
+    name: &str,
+    argument: &str,
+    fresh: bool,
+) -> Texts {
     let kb = &engine.kb;
     let note = |text: &str| texts(render::with_note(text, kb), None);
     let admin_command = super::ADMIN_COMMANDS.iter().any(|(command, _)| *command == name);
@@ -240,7 +249,7 @@ fn command(engine: &Engine, shared: &Shared, user: u64, name: &str, argument: &s
             Some(InlineKeyboardMarkup::new(render::topic_rows(kb))),
         ),
         "ask" if argument.is_empty() => note(&kb.messages.ask_usage),
-        "ask" => answer(engine, shared, user, argument, fresh),
+        "ask" => answer(engine, shared, (chat, user), argument, fresh),
         _ => note(&kb.messages.unknown_command),
     }
 }
@@ -274,8 +283,15 @@ fn sources(engine: &Engine) -> Vec<String> {
     out
 }
 
-fn answer(engine: &Engine, shared: &Shared, user: u64, question: &str, fresh: bool) -> Texts {
-    let reply = engine.reply(question);
+fn answer(engine: &Engine, shared: &Shared, (chat, user): (i64, u64), question: &str, fresh: bool) -> Texts {
+    let now = std::time::Instant::now();
+    let context = {
+        let mut recent = shared.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let context = recent.context((chat, user), now);
+        recent.push((chat, user), question, now);
+        context
+    };
+    let reply = responder::respond_in(engine, question, &context);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
     if fresh {
         record(shared, &reply, question, user);

@@ -9,6 +9,7 @@ mod deliver;
 mod flood;
 mod handlers;
 mod limits;
+mod recent;
 pub mod render;
 
 use std::collections::HashSet;
@@ -96,6 +97,8 @@ pub(crate) struct Shared {
     /// The bot's username, for mentions and `/cmd@bot` in groups.
     pub username: String,
     pub flood: Mutex<flood::FloodGuard>,
+    /// Each conversation's last messages, for the safety screen; memory only.
+    pub recent: Mutex<recent::Recent>,
     /// Telegram's sending limits.
     pub limiter: limits::RateLimiter,
     pub started: Instant,
@@ -169,6 +172,7 @@ pub async fn serve(
         admins: options.admins.iter().copied().collect(),
         username,
         flood: Mutex::new(flood::FloodGuard::new(options.flood_per_minute, Duration::from_secs(60))),
+        recent: Mutex::new(recent::Recent::default()),
         limiter,
         started: Instant::now(),
     });

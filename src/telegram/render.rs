@@ -138,7 +138,7 @@ pub fn reply(reply: &Reply, kb: &KnowledgeBase) -> Outgoing {
         first.1 = Style::Bold;
     }
     if let Some(last) = paragraphs.last_mut()
-        && last.0 == kb.messages.clinician_note
+        && (last.0 == kb.messages.clinician_note || last.0 == kb.messages.crisis_note)
     {
         last.1 = Style::Italic;
     }

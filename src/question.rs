@@ -1,0 +1,214 @@
+//! A message made ready once for everything that reads it: markup stripped,
+//! bounded for retrieval but kept whole for the safety screen, normalised,
+//! split into sentences, and embedded in one batch. The screen, retrieval,
+//! `--explain` and `eval` all read the same `Question`.
+
+use std::collections::HashMap;
+
+use crate::model::{Semantic, Vector};
+use crate::text::normalize;
+
+/// Messages longer than this are cut before retrieval; Telegram allows 4096.
+pub const MAX_QUESTION_CHARS: usize = 4096;
+/// At most this many sentences count for retrieval (the screen reads all).
+const MAX_RETRIEVAL_SENTENCES: usize = 8;
+/// The screen embeds a long sentence in windows of this many words, so
+/// nothing is lost to the model's token limit.
+const WINDOW_WORDS: usize = 40;
+/// Earlier messages of a chat the screen reads with the new one.
+pub const CONTEXT_MESSAGES: usize = 3;
+/// Each earlier message, and the new one, counts this much in the joined text.
+const CONTEXT_CHARS: usize = 400;
+
+/// One message, analysed.
+pub struct Question {
+    /// Markup stripped, whole: what the safety screen reads.
+    pub full: String,
+    /// `full` cut to `MAX_QUESTION_CHARS`: what retrieval reads.
+    pub text: String,
+    pub normalised: String,
+    /// Every sentence of `full` (long ones in windows), for the screen.
+    pub sentences: Vec<String>,
+    /// Earlier messages of the same chat, oldest first, joined with this one;
+    /// `None` without context.
+    pub joined: Option<String>,
+    /// The sentences of the earlier messages.
+    pub context_sentences: Vec<String>,
+    /// The vectors, when the model is loaded and worked.
+    pub vectors: Option<Vectors>,
+}
+
+/// A question's sentence vectors.
+pub struct Vectors {
+    /// Of `Question::text`.
+    pub whole: Vector,
+    /// Of each of `retrieval_sentences(text)`, in order.
+    pub retrieval: Vec<Vector>,
+    /// Of each of `Question::sentences`, in order.
+    pub sentences: Vec<Vector>,
+    /// Of `Question::joined`.
+    pub joined: Option<Vector>,
+    /// Of each of `Question::context_sentences`.
+    pub context: Vec<Vector>,
+}
+
+impl Question {
+    /// Prepares `raw` (with the chat's earlier messages, oldest first) and,
+    /// given the model, embeds every text it needs in one batch.
+    pub fn new(raw: &str, context: &[String], semantic: Option<&Semantic>) -> Question {
+        let full = crate::text::strip_markup(raw).into_owned();
+        let text = bounded(&full, MAX_QUESTION_CHARS).to_owned();
+        let normalised = normalize(&text);
+        let sentences = screen_sentences(&full);
+        let context: Vec<String> = context
+            .iter()
+            .rev()
+            .take(CONTEXT_MESSAGES)
+            .rev()
+            .map(|earlier| crate::text::strip_markup(earlier).into_owned())
+            .filter(|earlier| !earlier.trim().is_empty())
+            .collect();
+        let joined = (!context.is_empty()).then(|| {
+            let mut parts: Vec<&str> = context.iter().map(|earlier| bounded(earlier, CONTEXT_CHARS).trim()).collect();
+            parts.push(bounded(&full, CONTEXT_CHARS).trim());
+            parts.join("\n")
+        });
+        let context_sentences = context.iter().flat_map(|earlier| screen_sentences(earlier)).collect();
+        let mut question = Question { full, text, normalised, sentences, joined, context_sentences, vectors: None };
+        if let Some(semantic) = semantic {
+            match question.embed(semantic) {
+                Ok(vectors) => question.vectors = Some(vectors),
+                Err(err) => tracing::warn!("could not embed a message: {err:#}"),
+            }
+        }
+        question
+    }
+
+    /// The sentences retrieval embeds on their own: each of two words or
+    /// more, at most `MAX_RETRIEVAL_SENTENCES`; none for a single sentence.
+    pub fn retrieval_sentences(&self) -> Vec<&str> {
+        let parts: Vec<&str> = self
+            .text
+            .split_inclusive(['.', '!', '?', '\n'])
+            .map(str::trim)
+            .filter(|part| part.split_whitespace().count() >= 2)
+            .collect();
+        if parts.len() < 2 { Vec::new() } else { parts.into_iter().take(MAX_RETRIEVAL_SENTENCES).collect() }
+    }
+
+    fn embed(&self, semantic: &Semantic) -> anyhow::Result<Vectors> {
+        let retrieval = self.retrieval_sentences();
+        // Each distinct text once: a single-sentence message is one vector.
+        let mut batch = Batch::default();
+        let whole = batch.at(&self.text);
+        let retrieval: Vec<usize> = retrieval.into_iter().map(|text| batch.at(text)).collect();
+        let sentences: Vec<usize> = self.sentences.iter().map(|text| batch.at(text)).collect();
+        let joined = self.joined.as_deref().map(|text| batch.at(text));
+        let context: Vec<usize> = self.context_sentences.iter().map(|text| batch.at(text)).collect();
+        let vectors = embed_in_batches(semantic, &batch.order)?;
+        let get = |index: usize| vectors.get(index).cloned().unwrap_or_default();
+        Ok(Vectors {
+            whole: get(whole),
+            retrieval: retrieval.into_iter().map(get).collect(),
+            sentences: sentences.into_iter().map(get).collect(),
+            joined: joined.map(get),
+            context: context.into_iter().map(get).collect(),
+        })
+    }
+}
+
+/// Distinct texts to embed, each with its place in the batch.
+#[derive(Default)]
+struct Batch<'a> {
+    order: Vec<&'a str>,
+    slots: HashMap<&'a str, usize>,
+}
+
+impl<'a> Batch<'a> {
+    fn at(&mut self, text: &'a str) -> usize {
+        if let Some(&index) = self.slots.get(text) {
+            return index;
+        }
+        self.order.push(text);
+        self.slots.insert(text, self.order.len() - 1);
+        self.order.len() - 1
+    }
+}
+
+/// Embeds in batches of similar length: one very long batch would pad every
+/// short sentence to the longest.
+fn embed_in_batches(semantic: &Semantic, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
+    const BATCH: usize = 32;
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(BATCH) {
+        out.extend(semantic.embed_batch(chunk)?);
+    }
+    Ok(out)
+}
+
+/// The first `limit` characters of `text`.
+pub fn bounded(text: &str, limit: usize) -> &str {
+    match text.char_indices().nth(limit) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// Sentence-like parts: split after `.`, `!`, `?`, `;` and line breaks, trimmed, empty ones dropped.
+fn split(text: &str) -> Vec<&str> {
+    text.split_inclusive(['.', '!', '?', ';', '\n']).map(str::trim).filter(|part| !part.is_empty()).collect()
+}
+
+/// Every sentence of `text`, long ones as overlapping windows of words.
+fn screen_sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in split(text) {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        if words.len() <= WINDOW_WORDS {
+            out.push(part.to_owned());
+            continue;
+        }
+        let step = WINDOW_WORDS / 2;
+        let mut start = 0;
+        while start < words.len() {
+            let end = (start + WINDOW_WORDS).min(words.len());
+            out.push(words[start..end].join(" "));
+            if end == words.len() {
+                break;
+            }
+            start += step;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_cover_the_whole_text_and_long_ones_come_in_windows() {
+        let long = "word ".repeat(100);
+        let question = Question::new(&format!("First one. {long}\nlast? yes"), &[], None);
+        assert_eq!(question.sentences.first().map(String::as_str), Some("First one."));
+        assert_eq!(question.sentences.last().map(String::as_str), Some("yes"));
+        // 100 words in windows of 40, moving by 20: 0-40, 20-60, 40-80, 60-100.
+        assert_eq!(question.sentences.len(), 1 + 4 + 2);
+        assert!(question.sentences.iter().all(|sentence| sentence.split_whitespace().count() <= WINDOW_WORDS));
+    }
+
+    #[test]
+    fn context_keeps_the_last_messages_and_joins_them_with_this_one() {
+        let context: Vec<String> = ["one", "two", "three", "four"].map(String::from).to_vec();
+        let question = Question::new("five", &context, None);
+        assert_eq!(question.joined.as_deref(), Some("two\nthree\nfour\nfive"));
+        assert_eq!(Question::new("five", &[], None).joined, None);
+    }
+
+    #[test]
+    fn retrieval_reads_at_most_the_bounded_text() {
+        let question = Question::new(&"a".repeat(MAX_QUESTION_CHARS + 10), &[], None);
+        assert_eq!(question.text.chars().count(), MAX_QUESTION_CHARS);
+        assert_eq!(question.full.chars().count(), MAX_QUESTION_CHARS + 10);
+    }
+}

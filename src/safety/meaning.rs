@@ -1,0 +1,93 @@
+//! The screen's reading of meaning: each example of `safety.toml` as a
+//! sentence vector; for a message's vector, the closest examples of each
+//! class and the linear head's scores. Brute force: two thousand examples
+//! cost well under a millisecond.
+
+use super::exemplars::{Class, Exemplars};
+use super::head::{Head, LAMBDA};
+use crate::model::{DIMENSIONS, Semantic, cosine};
+
+/// How many of a class's closest examples are kept per query.
+pub const TOP: usize = 5;
+
+/// The embedded examples. Immutable once built.
+pub struct Meaning {
+    /// Row-major, one example per `DIMENSIONS` floats.
+    vectors: Vec<f32>,
+    classes: Vec<Class>,
+    texts: Vec<String>,
+    head: Head,
+    /// Examples embedded by this build (the rest came from the cache).
+    pub embedded: usize,
+}
+
+/// A query's closest examples, per class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Nearest {
+    /// Per class (`Class::index`), the best `TOP` cosines, best first; a
+    /// class with fewer examples is padded with -1.
+    pub top: [[f32; TOP]; Class::ALL.len()],
+    /// Per class, the index of its closest example.
+    pub example: [Option<usize>; Class::ALL.len()],
+}
+
+impl Nearest {
+    /// The mean of the class's `k` closest cosines: one lucky neighbour
+    /// counts less than several agreeing ones.
+    pub fn score(&self, class: Class, k: usize) -> f32 {
+        let k = k.clamp(1, TOP);
+        let top = &self.top[class.index()];
+        top.iter().take(k).sum::<f32>() / k as f32
+    }
+}
+
+impl Meaning {
+    /// Embeds (or takes from the cache) every example.
+    pub fn build(exemplars: &Exemplars, semantic: &Semantic) -> anyhow::Result<Self> {
+        let (classes, texts): (Vec<Class>, Vec<String>) =
+            exemplars.examples().map(|(class, text)| (class, text.to_owned())).unzip();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vectors, embedded) = semantic.embed_all(&refs)?;
+        let mut flat = Vec::with_capacity(vectors.len() * DIMENSIONS);
+        for vector in &vectors {
+            flat.extend_from_slice(vector);
+        }
+        let head = Head::fit(&flat, &classes, LAMBDA)?;
+        Ok(Self { vectors: flat, classes, texts, head, embedded })
+    }
+
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+
+    /// The closest examples of every class to `query`.
+    pub fn nearest(&self, query: &[f32]) -> Nearest {
+        let mut nearest = Nearest { top: [[-1.0; TOP]; Class::ALL.len()], example: [None; Class::ALL.len()] };
+        for (index, (vector, class)) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.classes).enumerate() {
+            let score = cosine(query, vector);
+            let top = &mut nearest.top[class.index()];
+            if score > top[TOP - 1] {
+                if score > top[0] {
+                    nearest.example[class.index()] = Some(index);
+                }
+                top[TOP - 1] = score;
+                top.sort_by(|a, b| b.total_cmp(a));
+            }
+        }
+        nearest
+    }
+
+    /// The linear head's score for each class (`Class::index`).
+    pub fn head(&self, query: &[f32]) -> [f32; Class::ALL.len()] {
+        self.head.scores(query)
+    }
+
+    /// An example's class and text, for `--explain`.
+    pub fn example(&self, index: usize) -> Option<(Class, &str)> {
+        Some((*self.classes.get(index)?, self.texts.get(index)?.as_str()))
+    }
+}
