@@ -88,8 +88,7 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "FILE")]
         features: Option<PathBuf>,
     },
-    /// Run a labelled safety set (JSONL: text, class, note, context) and print
-    /// crisis, emergency and refusal recall, false alarms and the reply rules.
+    /// Run a labelled safety set and print its recall and false alarms.
     EvalSafety {
         /// JSONL file, e.g. tests/data/safety/safety-heldout.jsonl.
         file: PathBuf,

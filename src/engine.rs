@@ -48,7 +48,14 @@ impl Engine {
                     Some(exemplars) => exemplars.clone(),
                     None => Exemplars::built_in()?,
                 };
-                let meaning = Meaning::build(&exemplars, &semantic).context("embedding the safety examples")?;
+                let phrasings: Vec<&str> = kb
+                    .entries
+                    .iter()
+                    .flat_map(|entry| std::iter::once(&entry.question).chain(&entry.alternates))
+                    .map(String::as_str)
+                    .collect();
+                let meaning =
+                    Meaning::build(&exemplars, &phrasings, &semantic).context("embedding the safety examples")?;
                 (Some((semantic, dense)), Some(meaning))
             }
             None => (None, None),

@@ -147,8 +147,14 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
     if refusal >= rule.refusal && refusal - others >= rule.refusal_margin {
         return Signal::Refusal;
     }
+    // The head generalises, and so it also refuses ordinary questions that
+    // merely look personal: it counts only when no ordinary example (the
+    // knowledge base's own phrasings among them) is closer than the refusals.
     let refusal = head(Class::Refusal);
-    if refusal >= rule.head_refusal && Class::ALL.into_iter().all(|class| head(class) <= refusal) {
+    if refusal >= rule.head_refusal
+        && Class::ALL.into_iter().all(|class| head(class) <= refusal)
+        && score(Class::Refusal) >= score(Class::Ordinary)
+    {
         return Signal::Refusal;
     }
     let distress = score(Class::Distress);

@@ -42,10 +42,15 @@ impl Nearest {
 }
 
 impl Meaning {
-    /// Embeds (or takes from the cache) every example.
-    pub fn build(exemplars: &Exemplars, semantic: &Semantic) -> anyhow::Result<Self> {
-        let (classes, texts): (Vec<Class>, Vec<String>) =
-            exemplars.examples().map(|(class, text)| (class, text.to_owned())).unzip();
+    /// Embeds (or takes from the cache) every example. `ordinary` are more
+    /// ordinary examples: the knowledge base's own phrasings, questions the
+    /// bot exists to answer, so that its screen never refuses or alarms on them.
+    pub fn build(exemplars: &Exemplars, ordinary: &[&str], semantic: &Semantic) -> anyhow::Result<Self> {
+        let (classes, texts): (Vec<Class>, Vec<String>) = exemplars
+            .examples()
+            .chain(ordinary.iter().map(|text| (Class::Ordinary, *text)))
+            .map(|(class, text)| (class, text.to_owned()))
+            .unzip();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (vectors, embedded) = semantic.embed_all(&refs)?;
         let mut flat = Vec::with_capacity(vectors.len() * DIMENSIONS);
