@@ -332,7 +332,9 @@ pub fn judge_with(
         }
     }
     if let Some(meaning) = meaning {
-        for unit in units(meaning, question) {
+        // A unit without a letter ("1 2", "!!!") gives the model nothing to
+        // read: its closest examples would be noise. The patterns still see it.
+        for unit in units(meaning, question).into_iter().filter(|unit| unit.text.chars().any(char::is_alphabetic)) {
             reasons.push(describe(&unit, rule));
             match signal(&unit, rule) {
                 Signal::Danger(class) if lowerable(class, &unit.text) => {
