@@ -158,7 +158,9 @@ async fn crisis_replies_come_first_and_carry_no_buttons() {
     let user = 3002;
     bot.fake.push_text(user, "i don't want to wake up tomorrow");
     let sent = bot.sent_to(user, 1).await;
-    assert!(sent[0].text().starts_with(&teloxide_escape(&bot.engine.kb.messages.crisis)), "{}", sent[0].text());
+    // The crisis lines come first, before any other text (issue 11).
+    let lines = teloxide_escape(&bot.engine.kb.messages.crisis_resources);
+    assert!(sent[0].text().starts_with(&lines), "{}", sent[0].text());
     assert!(sent[0].text().contains("988"));
     assert!(sent[0].buttons().is_empty());
     bot.stop().await;
