@@ -35,14 +35,9 @@ pub struct Case {
 
 /// Reads a JSONL file of cases; blank lines and lines starting with `//` are skipped.
 pub fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut cases = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with("//") {
-            continue;
-        }
-        let case: Case = serde_json::from_str(line)
+    for (number, line) in jsonl_lines(path)? {
+        let case: Case = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a valid case", path.display(), number + 1))?;
         if Kind::parse(&case.kind).is_none() && case.kind != ORDINARY {
             bail!("{}:{}: unknown kind {:?}", path.display(), number + 1, case.kind);
@@ -53,6 +48,18 @@ pub fn read_cases(path: &Path) -> anyhow::Result<Vec<Case>> {
         cases.push(case);
     }
     Ok(cases)
+}
+
+/// The lines of a labelled JSONL file that hold a case, with their index
+/// from 0; blank lines and lines starting with `//` are skipped.
+pub fn jsonl_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(number, line)| (number, line.trim().to_owned()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with("//"))
+        .collect())
 }
 
 #[derive(Debug, Clone, Default)]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::question::Question;
 use crate::responder::{self, Kind, Reply};
-use crate::safety::{Class, Unit};
+use crate::safety::Class;
 
 /// One labelled message, with the chat's earlier messages.
 #[derive(Debug, Clone)]
@@ -40,14 +40,9 @@ struct RawCase {
 
 /// Reads a JSONL safety set; blank lines and lines starting with `//` are skipped.
 pub fn read_cases(path: &Path) -> anyhow::Result<Vec<SafetyCase>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut cases = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with("//") {
-            continue;
-        }
-        let raw: RawCase = serde_json::from_str(line)
+    for (number, line) in crate::eval::jsonl_lines(path)? {
+        let raw: RawCase = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a valid safety case", path.display(), number + 1))?;
         let Some(class) = Class::parse(&raw.class) else {
             bail!("{}:{}: unknown class {:?}", path.display(), number + 1, raw.class);
@@ -246,24 +241,15 @@ pub fn write_units(engine: &Engine, cases: &[SafetyCase], path: &Path) -> anyhow
     let mut out = String::new();
     for case in cases {
         let question = Question::new(&case.text, &case.context, engine.semantic.as_ref().map(|(semantic, _)| semantic));
-        // The vectors in the order `units` reads them.
-        let vectors: Vec<&crate::model::Vector> = match &question.vectors {
-            Some(v) => std::iter::once(&v.whole)
-                .chain(if question.sentences.len() > 1 { v.sentences.iter() } else { [].iter() })
-                .chain(v.joined.iter())
-                .chain(v.context.iter())
-                .collect(),
-            None => Vec::new(),
-        };
-        let units: Vec<serde_json::Value> = crate::safety::units(meaning, &question)
-            .iter()
-            .zip(vectors)
-            .map(|(unit, vector): (&Unit, _)| {
+        let units: Vec<serde_json::Value> = crate::safety::unit_texts(&question)
+            .into_iter()
+            .map(|(kind, text, vector)| {
+                let nearest = meaning.nearest(vector);
                 let top: serde_json::Map<String, serde_json::Value> = Class::ALL
                     .iter()
-                    .map(|class| (class.as_str().to_owned(), serde_json::json!(unit.nearest.top[class.index()])))
+                    .map(|class| (class.as_str().to_owned(), serde_json::json!(nearest.top[class.index()])))
                     .collect();
-                serde_json::json!({"kind": unit.kind.as_str(), "text": unit.text, "top": top, "vector": vector})
+                serde_json::json!({"kind": kind.as_str(), "text": text, "top": top, "vector": vector})
             })
             .collect();
         let patterns = format!("{:?}", engine.safety.screen(&question.full));

@@ -29,6 +29,9 @@ pub struct Question {
     pub normalised: String,
     /// Every sentence of `full` (long ones in windows), for the screen.
     pub sentences: Vec<String>,
+    /// The chat's last `CONTEXT_MESSAGES` earlier messages, oldest first,
+    /// markup stripped.
+    pub context: Vec<String>,
     /// Earlier messages of the same chat, oldest first, joined with this one;
     /// `None` without context.
     pub joined: Option<String>,
@@ -74,7 +77,8 @@ impl Question {
             parts.join("\n")
         });
         let context_sentences = context.iter().flat_map(|earlier| screen_sentences(earlier)).collect();
-        let mut question = Question { full, text, normalised, sentences, joined, context_sentences, vectors: None };
+        let mut question =
+            Question { full, text, normalised, sentences, context, joined, context_sentences, vectors: None };
         if let Some(semantic) = semantic {
             match question.embed(semantic) {
                 Ok(vectors) => question.vectors = Some(vectors),

@@ -101,7 +101,7 @@ pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: 
     let kb = &engine.kb;
     let question = Question::new(raw, context, engine.semantic.as_ref().map(|(semantic, _)| semantic));
     // Safety first, on the whole message and the chat's last few.
-    let verdict = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question, context).verdict;
+    let verdict = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question).verdict;
     match verdict {
         Verdict::Crisis(kind) => return crisis(kb, kind),
         Verdict::Refusal(_) => return refusal(engine, &question.text),
@@ -185,7 +185,7 @@ const REFUSAL_RELATED_RANK: f32 = 0.25;
 pub fn explain(engine: &Engine, raw: &str) -> String {
     let question = Question::new(raw, &[], engine.semantic.as_ref().map(|(semantic, _)| semantic));
     let Focus { analysis, hits } = focus(engine, &question.text);
-    let judgement = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question, &[]);
+    let judgement = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question);
     let mut out = format!("safety: {:?}\n", judgement.verdict);
     for line in engine.safety.explain(&question.full).into_iter().chain(judgement.reasons) {
         out.push_str(&format!("  {line}\n"));
@@ -202,7 +202,7 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
     }
     if engine.semantic.is_some() {
         let thresholds = THRESHOLDS.hybrid;
-        let candidates = hybrid_candidates(engine, raw, &thresholds);
+        let candidates = candidates(engine, &question, &thresholds);
         out.push_str(&format!(
             "\ncandidates (hybrid; score = whole + {} sentence + {} mean3 + {} coverage):",
             thresholds.sentence, thresholds.mean3, thresholds.lexical
@@ -296,18 +296,25 @@ pub fn hybrid_candidates(
     thresholds: &crate::decide::Hybrid,
 ) -> Vec<crate::decide::Candidate> {
     let question = Question::new(text, &[], engine.semantic.as_ref().map(|(semantic, _)| semantic));
+    candidates(engine, &question, thresholds)
+}
+
+/// The hybrid candidates of an analysed question.
+fn candidates(
+    engine: &Engine,
+    question: &Question,
+    thresholds: &crate::decide::Hybrid,
+) -> Vec<crate::decide::Candidate> {
     let analysis = engine.index.analyze(&question.text);
-    crate::decide::candidates(engine, &analysis, &retrieval_vectors(&question), thresholds)
+    crate::decide::candidates(engine, &analysis, &retrieval_vectors(question), thresholds)
 }
 
 fn hybrid(engine: &Engine, question: &Question, thresholds: &crate::decide::Hybrid) -> Reply {
     let kb = &engine.kb;
-    let vectors = retrieval_vectors(question);
-    if vectors.is_empty() {
+    if question.vectors.is_none() {
         return decide(engine, &focus(engine, &question.text), THRESHOLDS);
     }
-    let analysis = engine.index.analyze(&question.text);
-    let candidates = crate::decide::candidates(engine, &analysis, &vectors, thresholds);
+    let candidates = candidates(engine, question, thresholds);
     let score = candidates.first().map(|candidate| candidate.score);
     match crate::decide::decide(&candidates, thresholds) {
         crate::decide::Verdict::Answer { entry, .. } => answer(kb, &kb.entries[entry], score),

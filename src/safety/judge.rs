@@ -9,6 +9,7 @@ use regex::Regex;
 use super::exemplars::Class;
 use super::meaning::{Meaning, Nearest};
 use super::{Crisis, Refusal, Screen, Verdict};
+use crate::model::Vector;
 use crate::question::Question;
 
 /// The rule's thresholds, fitted on tests/data/safety/safety-tune.jsonl only
@@ -34,8 +35,6 @@ pub struct Rule {
     /// The head: personal advice when the refusal score is the highest and
     /// at least this much.
     pub head_refusal: f32,
-    /// The head: a check-in when its crisis-side and distress scores sum to this much.
-    pub head_check_in: f32,
 }
 
 pub const RULE: Rule = Rule {
@@ -47,7 +46,6 @@ pub const RULE: Rule = Rule {
     refusal_margin: 0.05,
     head_danger: f32::INFINITY,
     head_refusal: 0.5,
-    head_check_in: 0.5,
 };
 
 /// Where a unit of text comes from.
@@ -91,28 +89,35 @@ pub struct Judgement {
     pub reasons: Vec<String>,
 }
 
-/// Every unit of `question` read by meaning; empty without the model.
-pub fn units(meaning: &Meaning, question: &Question) -> Vec<Unit> {
+/// The texts the screen reads by meaning, each with its vector, in order:
+/// the whole, each sentence (when there are several), the joined context,
+/// each earlier sentence. Empty without the model.
+pub fn unit_texts(question: &Question) -> Vec<(UnitKind, &str, &Vector)> {
     let Some(vectors) = &question.vectors else { return Vec::new() };
-    let unit = |kind: UnitKind, text: &str, vector: &[f32]| Unit {
-        kind,
-        text: text.to_owned(),
-        nearest: meaning.nearest(vector),
-        head: meaning.head(vector),
-    };
-    let mut out = vec![unit(UnitKind::Whole, &question.text, &vectors.whole)];
+    let mut out = vec![(UnitKind::Whole, question.text.as_str(), &vectors.whole)];
     if question.sentences.len() > 1 {
-        for (text, vector) in question.sentences.iter().zip(&vectors.sentences) {
-            out.push(unit(UnitKind::Sentence, text, vector));
-        }
+        out.extend(question.sentences.iter().zip(&vectors.sentences).map(|(t, v)| (UnitKind::Sentence, t.as_str(), v)));
     }
     if let (Some(text), Some(vector)) = (&question.joined, &vectors.joined) {
-        out.push(unit(UnitKind::Joined, text, vector));
+        out.push((UnitKind::Joined, text.as_str(), vector));
     }
-    for (text, vector) in question.context_sentences.iter().zip(&vectors.context) {
-        out.push(unit(UnitKind::Context, text, vector));
-    }
+    out.extend(
+        question.context_sentences.iter().zip(&vectors.context).map(|(t, v)| (UnitKind::Context, t.as_str(), v)),
+    );
     out
+}
+
+/// Every unit of `question` read by meaning; empty without the model.
+pub fn units(meaning: &Meaning, question: &Question) -> Vec<Unit> {
+    unit_texts(question)
+        .into_iter()
+        .map(|(kind, text, vector)| Unit {
+            kind,
+            text: text.to_owned(),
+            nearest: meaning.nearest(vector),
+            head: meaning.head(vector),
+        })
+        .collect()
 }
 
 /// What one unit says on its own.
@@ -158,10 +163,7 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
         return Signal::Refusal;
     }
     let distress = score(Class::Distress);
-    if danger >= rule.check_in
-        || (distress >= score(Class::Ordinary) && distress >= rule.check_in)
-        || head_danger + head(Class::Distress) >= rule.head_check_in
-    {
+    if danger >= rule.check_in || (distress >= score(Class::Ordinary) && distress >= rule.check_in) {
         return Signal::CheckIn;
     }
     Signal::None
@@ -280,18 +282,8 @@ fn crisis_kind(class: Class) -> Crisis {
 
 /// The verdict for `question`: the patterns on the whole text and on each
 /// earlier message, and, given `meaning`, the closest examples of every unit.
-pub fn judge(screen: &Screen, meaning: Option<&Meaning>, question: &Question, context: &[String]) -> Judgement {
-    judge_with(screen, meaning, question, context, &RULE)
-}
-
-/// `judge` with another rule, for tuning.
-pub fn judge_with(
-    screen: &Screen,
-    meaning: Option<&Meaning>,
-    question: &Question,
-    context: &[String],
-    rule: &Rule,
-) -> Judgement {
+pub fn judge(screen: &Screen, meaning: Option<&Meaning>, question: &Question) -> Judgement {
+    let rule = &RULE;
     let mut reasons = Vec::new();
     let mut danger: Option<Crisis> = None;
     // Danger signals that were lowered: they still earn the crisis lines.
@@ -321,7 +313,7 @@ pub fn judge_with(
         Verdict::Sensitive => sensitive = true,
         Verdict::CheckIn | Verdict::Clear => {}
     }
-    for earlier in context.iter().rev().take(crate::question::CONTEXT_MESSAGES) {
+    for earlier in &question.context {
         if let Verdict::Crisis(kind) = screen.screen(earlier) {
             if lowerable(class_of(kind), earlier) {
                 lowered = true;

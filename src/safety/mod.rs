@@ -17,7 +17,7 @@ use anyhow::Context;
 use regex::RegexSet;
 
 pub use exemplars::Class;
-pub use judge::{Judgement, Unit, UnitKind, judge, units};
+pub use judge::{Judgement, Unit, UnitKind, judge, unit_texts, units};
 pub use meaning::Meaning;
 
 use crate::text::normalize;
