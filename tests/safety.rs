@@ -258,7 +258,7 @@ fn the_safety_sets_meet_their_floors() {
     }
 }
 
-// Measured: tune 0.926 / 0.021 / 0.598, held-out 0.856 / 0.116 / 0.435
+// Measured: tune 0.924 / 0.021 / 0.598, held-out 0.850 / 0.101 / 0.435
 // (issue 11's targets are 0.98 / 0.03 / 0.95: not met; SAFETY.md).
 #[test]
 fn eval_safety_reports_a_set_and_fails_below_its_floors() {

@@ -35,6 +35,9 @@ pub struct Rule {
     /// The head: personal advice when the refusal score is the highest and
     /// at least this much.
     pub head_refusal: f32,
+    /// The head: a check-in when its crisis-side and distress scores sum to
+    /// this much. (At 0.5 an off-topic "what is the capital of peru" got one.)
+    pub head_check_in: f32,
 }
 
 pub const RULE: Rule = Rule {
@@ -46,6 +49,7 @@ pub const RULE: Rule = Rule {
     refusal_margin: 0.05,
     head_danger: f32::INFINITY,
     head_refusal: 0.5,
+    head_check_in: 0.6,
 };
 
 /// Where a unit of text comes from.
@@ -163,7 +167,10 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
         return Signal::Refusal;
     }
     let distress = score(Class::Distress);
-    if danger >= rule.check_in || (distress >= score(Class::Ordinary) && distress >= rule.check_in) {
+    if danger >= rule.check_in
+        || (distress >= score(Class::Ordinary) && distress >= rule.check_in)
+        || head_danger + head(Class::Distress) >= rule.head_check_in
+    {
         return Signal::CheckIn;
     }
     Signal::None
