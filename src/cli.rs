@@ -138,13 +138,36 @@ pub enum Command {
         #[arg(long, default_value_t = 60, value_name = "MINUTES")]
         give_up_after: u64,
     },
-    /// Print usage figures and the most frequent unanswered questions from the database.
+    /// Print usage figures and the unanswered questions grouped by meaning
+    ///
+    /// Each group shows an example, its nearest entry, the cosine to it and that entry's 👎 count;
+    /// without the model, one group per distinct text.
     Report {
         #[arg(long, env = "FAQBOT_DATA", default_value = "data", value_name = "DIR")]
         data: PathBuf,
         /// How many days of unanswered questions to show.
         #[arg(long, default_value_t = 7)]
         days: u32,
+    },
+    /// Draft alternates and new entries from the unanswered questions, for review
+    ///
+    /// Writes a review file in the knowledge files' syntax for a curator to copy from; nothing is
+    /// applied, and `check` refuses the file as it is.
+    Suggest {
+        #[arg(long, env = "FAQBOT_DATA", default_value = "data", value_name = "DIR")]
+        data: PathBuf,
+        /// How many days of unanswered questions to use.
+        #[arg(long, default_value_t = 30, value_name = "N")]
+        days: u32,
+        /// The review file (never inside the knowledge directory).
+        #[arg(long, default_value = "suggestions.toml", value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Leave out groups asked fewer times than this.
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        min_count: usize,
     },
     /// Measure index build time, answer latency, throughput and memory.
     Bench {
@@ -269,12 +292,23 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             println!("Database {}: integrity {check}\n", data.display());
             let now = std::time::SystemTime::now();
             let stats = crate::store::stats(&connection, now).context("reading the database")?;
-            let unanswered = crate::store::unanswered(&connection, now, *days).context("reading the database")?;
-            println!(
-                "{}\n\n{}",
-                crate::store::render_stats(&stats),
-                crate::store::render_unanswered(&unanswered, *days)
-            );
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)
+                .context("the nearest entries need the knowledge base; pass --knowledge DIR")?;
+            let grouping = crate::report::unanswered(&engine, &connection, now, *days)?;
+            println!("{}\n\n{}", crate::store::render_stats(&stats), crate::report::render(&grouping));
+            Ok(0)
+        }
+        Command::Suggest { data, days, out, force, min_count } => {
+            let connection = crate::store::Store::open_read_only(data)?;
+            let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)?;
+            let options = crate::report::SuggestOptions {
+                out: out.clone(),
+                force: *force,
+                min_count: *min_count,
+                knowledge: cli.knowledge.clone(),
+            };
+            let origin = format!("database {}", data.display());
+            println!("{}", crate::report::run_suggest(&engine, &connection, &origin, *days, &options)?);
             Ok(0)
         }
         Command::Serve {

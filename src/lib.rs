@@ -15,6 +15,7 @@ pub mod knowledge;
 pub mod model;
 pub mod question;
 pub mod render;
+pub mod report;
 pub mod responder;
 pub mod safety;
 pub mod search;

@@ -551,6 +551,30 @@ pub fn unanswered(connection: &Connection, now: SystemTime, days: u32) -> rusqli
     rows.collect()
 }
 
+/// Each distinct stored question of the last `days` days: its normalised
+/// form, the text as typed and how often it was asked that way. For grouping
+/// (`report`); the crisis check is the reader's.
+pub fn unanswered_texts(
+    connection: &Connection,
+    now: SystemTime,
+    days: u32,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let since = seconds(now) - i64::from(days) * 86_400;
+    let mut statement = connection.prepare(
+        "SELECT normalised, question, COUNT(*) FROM unanswered WHERE at >= ?1
+         GROUP BY normalised, question ORDER BY 1, 3 DESC, 2",
+    )?;
+    let rows = statement.query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    rows.collect()
+}
+
+/// The 👎 count of every entry that has one.
+pub fn dislikes(connection: &Connection) -> rusqlite::Result<std::collections::HashMap<String, i64>> {
+    let mut statement = connection.prepare("SELECT entry, down FROM feedback WHERE down > 0")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
 /// Plain-text rendering of the stored figures (shared by `/stats` and `report`).
 pub fn render_stats(stats: &Stats) -> String {
     let kinds = |rows: &[(String, i64)]| {
@@ -574,17 +598,6 @@ pub fn render_stats(stats: &Stats) -> String {
     }
     for (entry, down, up) in &stats.most_disliked {
         out.push_str(&format!("\n  👎 {down} · 👍 {up}  {entry}"));
-    }
-    out
-}
-
-pub fn render_unanswered(rows: &[(i64, String)], days: u32) -> String {
-    if rows.is_empty() {
-        return format!("No unanswered questions in the last {days} day(s).");
-    }
-    let mut out = format!("Most frequent unanswered questions, last {days} day(s):");
-    for (count, question) in rows {
-        out.push_str(&format!("\n  {count:>4}× {question}"));
     }
     out
 }

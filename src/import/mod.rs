@@ -11,7 +11,7 @@
 //! what an answer should say.
 
 mod read;
-mod write;
+pub(crate) mod write;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -684,7 +684,7 @@ const ID_STOP_WORDS: &[&str] = &[
 
 /// A kebab-case id of at most 40 characters made from `text`'s words
 /// (ASCII letters and digits; common small words left out), or `fallback`.
-fn id_from(text: &str, fallback: &str) -> String {
+pub(crate) fn id_from(text: &str, fallback: &str) -> String {
     let words: Vec<String> = normalize(text)
         .split(' ')
         .map(|word| word.chars().filter(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit()).collect::<String>())

@@ -73,7 +73,7 @@ fn list(items: &[String]) -> String {
 
 /// A TOML basic string: `"..."` with every quote, backslash and control
 /// character escaped.
-pub(super) fn basic(text: &str) -> String {
+pub(crate) fn basic(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for ch in text.chars() {

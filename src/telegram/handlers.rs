@@ -222,15 +222,9 @@ fn command(
         }
         "stats" => note(&admin_stats(engine, shared)),
         "unanswered" => {
+            // Grouping embeds the questions: planning runs on a blocking thread.
             let days = argument.parse::<u32>().unwrap_or(7).clamp(1, 365);
-            let text = shared
-                .store
-                .read(|connection| crate::store::unanswered(connection, std::time::SystemTime::now(), days))
-                .map_or_else(
-                    |error| format!("Reading the database failed: {error:#}"),
-                    |rows| crate::store::render_unanswered(&rows, days),
-                );
-            note(&text)
+            note(&crate::report::for_telegram(engine, &shared.store, days))
         }
         "start" => note(&kb.messages.welcome),
         "help" => note(&kb.messages.help),
