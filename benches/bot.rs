@@ -13,6 +13,10 @@
 //!   users for 2 minutes, above Telegram's 30 a second, so a backlog forms:
 //!   its peak RSS, how much waits in the inbox, and whether the backlog is
 //!   served oldest first. Bounded in count and time; stops by itself.
+//!
+//! With `FAQBOT_MODEL` set to the model's directory, the in-process bot
+//! answers with the model (a forward pass per question), as `serve` does;
+//! without it, words only.
 
 #[path = "../tests/support/fake_telegram.rs"]
 #[allow(dead_code)]
@@ -51,7 +55,7 @@ async fn in_process(
     options.api_url = Some(fake.url());
     options.poll_timeout = Duration::from_secs(1);
     tweak(&mut options);
-    let engine = faqbot::engine::Engine::load(Path::new("knowledge"))?;
+    let engine = faqbot::engine::Engine::load_with(Path::new("knowledge"), model()?)?;
     let engine = Arc::new(arc_swap::ArcSwap::from_pointee(engine));
     let reloader = Arc::new(faqbot::admin::Reloader::new("knowledge".into(), engine));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -62,6 +66,16 @@ async fn in_process(
         bail!("the bot did not start");
     }
     Ok((fake, stop))
+}
+
+/// The model from `FAQBOT_MODEL`, with its vectors cached in memory only.
+fn model() -> anyhow::Result<Option<faqbot::model::Semantic>> {
+    match std::env::var_os("FAQBOT_MODEL") {
+        Some(dir) => {
+            Ok(Some(faqbot::model::Semantic::load(Path::new(&dir), None).context("loading the model in FAQBOT_MODEL")?))
+        }
+        None => Ok(None),
+    }
 }
 
 fn replies_per_chat(fake: &FakeTelegram) -> HashMap<i64, usize> {
@@ -96,7 +110,8 @@ async fn throughput(users: usize, questions: usize) -> anyhow::Result<String> {
     let repeated: usize =
         received.iter().map(|(chat, n)| n.saturating_sub(expected.get(chat).copied().unwrap_or(0))).sum();
     Ok(format!(
-        "## throughput: {users} users, {questions} questions at once, throttling off\n\n| measure | value |\n| --- | --- |\n| first update queued to last reply | {:.0} ms |\n| updates per second, end to end | {:.0} |\n| replies lost | {lost} |\n| replies repeated | {repeated} |\n",
+        "## throughput: {users} users, {questions} questions at once, throttling off, {}\n\n| measure | value |\n| --- | --- |\n| first update queued to last reply | {:.0} ms |\n| updates per second, end to end | {:.0} |\n| replies lost | {lost} |\n| replies repeated | {repeated} |\n",
+        if std::env::var_os("FAQBOT_MODEL").is_some() { "with the model" } else { "words only" },
         elapsed.as_secs_f64() * 1e3,
         replies.min(questions) as f64 / elapsed.as_secs_f64(),
     ))

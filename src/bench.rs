@@ -16,6 +16,8 @@ use crate::eval;
 use crate::knowledge::{Entry, KnowledgeBase, LoadStats, Source, Topic};
 use crate::model::Semantic;
 
+pub mod targets;
+
 /// Percentiles of a set of durations.
 #[derive(Debug, Clone, Copy)]
 pub struct Spread {

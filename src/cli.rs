@@ -180,6 +180,12 @@ pub enum Command {
         /// Knowledge-base sizes for the scale runs.
         #[arg(long, value_delimiter = ',', default_value = "1000,4000,16000")]
         scales: Vec<usize>,
+        /// Measure issue 10's targets with the model instead (one core per message; every MedQuAD entry).
+        #[arg(long)]
+        targets: bool,
+        /// With --targets: how many times to repeat each measurement (medians are reported).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        runs: usize,
     },
     /// Download or check the local sentence-embedding model's files.
     Model {
@@ -216,6 +222,25 @@ pub enum Command {
         #[arg(long)]
         entries: usize,
     },
+    /// One part of `bench --targets`, in its own process (internal).
+    #[command(hide = true)]
+    BenchPart {
+        #[arg(value_enum)]
+        part: BenchPart,
+        #[arg(long, default_value = "tests/data/dev-tune.jsonl")]
+        questions: PathBuf,
+        #[arg(long)]
+        medquad: Option<PathBuf>,
+    },
+}
+
+/// The parts of `bench --targets` that run in a child process.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchPart {
+    /// Per-message latency, throughput, reloads and peak RSS on the shipped knowledge base.
+    Latency,
+    /// A build of every MedQuAD entry through the given vector cache, then its self-test.
+    Medquad,
 }
 
 #[derive(Debug, Subcommand)]
@@ -342,7 +367,20 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             serve(&cli.knowledge, semantic(cli, ModelUse::Required)?, options, setup)?;
             Ok(0)
         }
-        Command::Bench { questions, medquad, scales } => {
+        Command::Bench { questions, medquad, targets: true, runs, .. } => {
+            let semantic = semantic(cli, ModelUse::Required)?
+                .context("--targets measures the model; it cannot run with --lexical-only")?;
+            let setup = crate::bench::targets::Setup {
+                knowledge: &cli.knowledge,
+                questions,
+                medquad: medquad.as_deref(),
+                model: semantic.dir(),
+                runs: (*runs).max(1),
+            };
+            println!("{}", crate::bench::targets::run(&setup)?);
+            Ok(0)
+        }
+        Command::Bench { questions, medquad, scales, targets: false, .. } => {
             let report = crate::bench::run(
                 &cli.knowledge,
                 questions,
@@ -358,6 +396,18 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 "{}",
                 crate::bench::scale(&cli.knowledge, medquad, *entries, semantic(cli, ModelUse::IfInstalled)?)?
             );
+            Ok(0)
+        }
+        Command::BenchPart { part, questions, medquad } => {
+            let semantic = semantic(cli, ModelUse::Required)?.context("bench-part needs the model")?;
+            let report = match (part, medquad) {
+                (BenchPart::Latency, _) => crate::bench::targets::latency(&cli.knowledge, questions, semantic)?,
+                (BenchPart::Medquad, Some(medquad)) => {
+                    crate::bench::targets::medquad(&cli.knowledge, medquad, semantic)?
+                }
+                (BenchPart::Medquad, None) => anyhow::bail!("bench-part medquad needs --medquad FILE"),
+            };
+            print!("{report}");
             Ok(0)
         }
         Command::Model { action } => model(action, cli.model.as_deref()),
