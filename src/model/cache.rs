@@ -5,7 +5,7 @@
 //! and 384 little-endian f32s). A damaged or foreign file costs a rebuild of
 //! the vectors, never a wrong vector: a short or unreadable tail is ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -78,22 +78,39 @@ impl VectorCache {
     /// The vectors of `texts` in order: cached ones looked up, the rest
     /// embedded in batches and remembered. Returns how many were embedded.
     pub fn embed_all(&self, embedder: &Embedder, texts: &[&str]) -> anyhow::Result<(Vec<Vector>, usize)> {
+        self.embed(embedder, texts, Keep::Yes)
+    }
+
+    /// The vectors of `texts` in order: cached ones looked up, the rest
+    /// embedded and not remembered.
+    pub fn embed_unkept(&self, embedder: &Embedder, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
+        Ok(self.embed(embedder, texts, Keep::No)?.0)
+    }
+
+    fn embed(&self, embedder: &Embedder, texts: &[&str], keep: Keep) -> anyhow::Result<(Vec<Vector>, usize)> {
         let keys: Vec<Key> = texts.iter().map(|text| self.key(text)).collect();
         let mut out: Vec<Option<Vector>> = {
             let vectors = self.vectors.lock().map_err(|_| anyhow::anyhow!("the vector cache lock is poisoned"))?;
             keys.iter().map(|key| vectors.get(key).cloned()).collect()
         };
-        let missing: Vec<usize> = (0..texts.len()).filter(|&index| out[index].is_none()).collect();
-        if !missing.is_empty() {
-            let batch: Vec<&str> = missing.iter().map(|&index| texts[index]).collect();
-            let fresh = embedder.embed_batch(&batch)?;
-            let mut vectors = self.vectors.lock().map_err(|_| anyhow::anyhow!("the vector cache lock is poisoned"))?;
-            for (&index, vector) in missing.iter().zip(fresh) {
-                vectors.insert(keys[index], vector.clone());
-                out[index] = Some(vector);
+        // Each missing text once: a knowledge base may repeat a phrasing
+        // (MedQuAD repeats one in ten).
+        let mut seen = HashSet::new();
+        let missing: Vec<usize> =
+            (0..texts.len()).filter(|&index| out[index].is_none() && seen.insert(keys[index])).collect();
+        if missing.is_empty() {
+            return Ok((out.into_iter().map(Option::unwrap_or_default).collect(), 0));
+        }
+        let batch: Vec<&str> = missing.iter().map(|&index| texts[index]).collect();
+        let fresh: HashMap<Key, Vector> =
+            missing.iter().map(|&index| keys[index]).zip(embedder.embed_batch(&batch)?).collect();
+        for (slot, key) in out.iter_mut().zip(&keys) {
+            if slot.is_none() {
+                *slot = fresh.get(key).cloned();
             }
-            drop(vectors);
-            let records = missing.iter().filter_map(|&index| Some((&keys[index], out[index].as_ref()?)));
+        }
+        if keep == Keep::Yes {
+            let records = missing.iter().filter_map(|&index| Some((&keys[index], fresh.get(&keys[index])?)));
             if let Some(path) = &self.file
                 && let Err(err) = append(path, records)
             {
@@ -101,10 +118,17 @@ impl VectorCache {
                 // written costs time at the next start, not answers.
                 tracing::warn!("could not write the vector cache {}: {err:#}", path.display());
             }
+            let mut vectors = self.vectors.lock().map_err(|_| anyhow::anyhow!("the vector cache lock is poisoned"))?;
+            vectors.extend(fresh);
         }
-        let vectors = out.into_iter().map(Option::unwrap_or_default).collect();
-        Ok((vectors, missing.len()))
+        Ok((out.into_iter().map(Option::unwrap_or_default).collect(), missing.len()))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    No,
 }
 
 /// Appends records in one write: with `O_APPEND` one write lands whole, so

@@ -48,8 +48,11 @@ impl Semantic {
         self.cache.embed_all(&self.embedder, texts)
     }
 
-    /// Vectors of a message's texts, not cached: messages rarely repeat.
+    /// Vectors of a message's texts. A text the cache holds (a message that
+    /// is one of the phrasings, as every one is in the self-test of a reload)
+    /// takes its vector from there; the rest are embedded and not kept:
+    /// messages rarely repeat, and they are users' words.
     pub fn embed_batch(&self, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
-        self.embedder.embed_batch(texts)
+        self.cache.embed_unkept(&self.embedder, texts)
     }
 }
