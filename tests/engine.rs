@@ -277,7 +277,17 @@ fn chat_answers_picks_numbered_suggestions_and_quits() {
 }
 #[test]
 fn eval_exits_one_below_a_floor_and_zero_above() {
-    let set = "tests/data/dev-tune.jsonl";
+    // A small set: the floors on the real sets are checked in-process above.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("small.jsonl");
+    let lines = [
+        r#"{"text": "can i drive after my infusion", "kind": "answer", "entry": "driving-after"}"#,
+        r#"{"text": "is ketamine addictive?", "kind": "answer", "entry": "addiction-misuse"}"#,
+        r#"{"text": "what is the capital of france", "kind": "no_match"}"#,
+        r#"{"text": "best pizza in town", "kind": "no_match"}"#,
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write the set");
+    let set = path.to_str().expect("a UTF-8 path");
     let above = faqbot(&["eval", set, "--quiet", "--min-accuracy", "0.5", "--min-kind", "no_match=0.5"], "");
     assert_eq!(above.status.code(), Some(0), "{}", String::from_utf8_lossy(&above.stderr));
     let below = faqbot(&["eval", set, "--quiet", "--min-kind", "no_match=1.01"], "");

@@ -168,12 +168,17 @@ pub fn latency(knowledge: &Path, questions: &Path, semantic: Semantic) -> anyhow
     }
     let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
     let latency = spread(samples);
-    // The model's share of a message: its vectors alone (whole + sentences).
+    // The model's share of a message: preparing its `Question` (every vector
+    // it needs, in one batch) without screening or deciding.
     let vectors: Vec<Duration> = questions
         .iter()
         .map(|question| {
             let asked = Instant::now();
-            std::hint::black_box(crate::responder::vectors(&engine, question));
+            std::hint::black_box(crate::question::Question::new(
+                question,
+                &[],
+                engine.semantic.as_ref().map(|(semantic, _)| semantic),
+            ));
             asked.elapsed()
         })
         .collect();
