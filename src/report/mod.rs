@@ -416,3 +416,37 @@ pub fn run_suggest(
     write_suggestions(&suggest::to_toml(engine, &grouping, &suggestions, origin), options)?;
     Ok(suggest::summary(&suggestions, &options.out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(x: f32, y: f32, z: f32) -> Vector {
+        let norm = (x * x + y * y + z * z).sqrt();
+        vec![x / norm, y / norm, z / norm]
+    }
+
+    #[test]
+    fn a_stray_question_joins_the_closest_group_only_when_close_enough() {
+        let vectors = [
+            unit(1.0, 0.0, 0.0),
+            unit(1.0, 0.1, 0.0),
+            unit(1.0, 0.0, 0.1),
+            unit(0.0, 1.0, 0.0),
+            unit(0.1, 1.0, 0.0),
+            unit(0.0, 1.0, 0.1),
+            // Near the first group, though not near enough to be clustered with it.
+            unit(0.25, 0.0, 1.0),
+            // Far from both: it stays a group of its own.
+            unit(-1.0, -1.0, 0.0),
+        ];
+        assert_eq!(clusters(&vectors), [vec![0, 1, 2, 6], vec![3, 4, 5], vec![7]]);
+    }
+
+    #[test]
+    fn domain_words_are_left_out_unless_nothing_else_is_left() {
+        let domain: HashSet<String> = ["ketamine", "after", "my"].into_iter().map(str::to_owned).collect();
+        assert_eq!(without_domain_words("Coffee after my Ketamine?", &domain), "coffee");
+        assert_eq!(without_domain_words("ketamine after", &domain), "ketamine after");
+    }
+}
