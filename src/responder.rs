@@ -204,7 +204,7 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
         let thresholds = THRESHOLDS.hybrid;
         let candidates = candidates(engine, &question, &thresholds);
         out.push_str(&format!(
-            "\ncandidates (hybrid; score = whole + {} sentence + {} mean3 + {} coverage):",
+            "\ncandidates (hybrid; score = max(whole, sentence) + {} sentence + {} mean3 + {} coverage):",
             thresholds.sentence, thresholds.mean3, thresholds.lexical
         ));
         for candidate in candidates.iter().take(6) {

@@ -104,12 +104,12 @@ fn floors(engine: &Engine, set: &str, answered_right: f64, abstained: f64, wrong
 fn the_tune_set_meets_its_floors() {
     // Off-topic abstention 0.890 since the safety screen reads meaning: it
     // gives a few off-topic questions a crisis or refusal reply (SAFETY.md).
-    floors(engine(), "tests/data/dev-tune.jsonl", 0.58, 0.88, 0.025);
+    floors(engine(), "tests/data/dev-tune.jsonl", 0.61, 0.88, 0.025);
 }
 
 #[test]
 fn the_held_out_set_meets_its_floors() {
-    floors(engine(), "tests/data/dev-heldout.jsonl", 0.36, 0.90, 0.025);
+    floors(engine(), "tests/data/dev-heldout.jsonl", 0.40, 0.90, 0.025);
 }
 
 #[test]
