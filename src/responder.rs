@@ -255,11 +255,17 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
 /// five), for evaluation: the hybrid candidates with the model, else Tantivy's.
 pub fn ranking(engine: &Engine, raw: &str) -> Vec<usize> {
     if engine.semantic.is_some() {
-        let mut candidates = hybrid_candidates(engine, raw, &THRESHOLDS.hybrid);
-        candidates.truncate(5);
-        return candidates.into_iter().map(|candidate| candidate.entry).collect();
+        let question = Question::new(raw, &[], engine.semantic.as_ref().map(|(semantic, _)| semantic));
+        return ranking_of(engine, &question);
     }
     focus(engine, crate::question::bounded(raw, MAX_QUESTION_CHARS)).hits.into_iter().map(|hit| hit.entry).collect()
+}
+
+/// The hybrid ranking of a question already analysed: at most five entries.
+pub fn ranking_of(engine: &Engine, question: &Question) -> Vec<usize> {
+    let mut candidates = candidates(engine, question, &THRESHOLDS.hybrid);
+    candidates.truncate(5);
+    candidates.into_iter().map(|candidate| candidate.entry).collect()
 }
 
 /// In a long message the question is usually the sentence with a question

@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use faqbot::responder::Kind;
 use faqbot::store::{self, Event, Store};
+use support::bin::copy_dir;
 use support::fake_telegram::{Call, FakeTelegram};
-use support::{Bot, WAIT, copy_dir, teloxide_escape, terminate};
+use support::{Bot, WAIT, teloxide_escape, terminate};
 
 const ADMIN: i64 = 9000;
 

@@ -263,7 +263,7 @@ fn suggest_writes_a_review_file_that_parses_and_that_check_never_loads() {
     let (ok, _, _, err) = faqbot(&["suggest", "--force", "--out", out_arg], data.path());
     assert!(ok, "{err}");
     let knowledge = work.path().join("knowledge");
-    copy_dir(Path::new("knowledge"), &knowledge);
+    bin::copy_dir(Path::new("knowledge"), &knowledge);
     let inside = knowledge.join("faq/99-suggestions.toml");
     let (ok, code, _, err) = faqbot(
         &["--knowledge", knowledge.to_str().expect("UTF-8"), "suggest", "--out", inside.to_str().expect("UTF-8")],
@@ -288,16 +288,4 @@ fn suggest_without_the_model_says_it_needs_it() {
     let (ok, code, _, err) = faqbot(&["--lexical-only", "suggest", "--out", out.to_str().expect("UTF-8")], data.path());
     assert!(!ok && code == Some(2) && err.contains("needs the embedding model"), "{err}");
     assert!(!out.exists());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for item in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(item.file_name());
-        if item.path().is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
 }

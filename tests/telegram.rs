@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use faqbot::telegram;
 use serde_json::{Value, json};
+use support::bin::copy_dir;
 use support::fake_telegram::{BOT_USERNAME, Call, FakeTelegram, group_chat, private_chat};
-use support::{Bot, Logs, TOKEN, WAIT, as_message, copy_dir, spawn_serve, teloxide_escape, terminate, wait_exit};
+use support::{Bot, Logs, TOKEN, WAIT, as_message, spawn_serve, teloxide_escape, terminate, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_conversation_with_buttons_and_feedback() {

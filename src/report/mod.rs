@@ -6,8 +6,8 @@
 //! `suggest.rs` writes `faqbot suggest`'s review file.
 //!
 //! It never changes the knowledge base and stores nothing: user texts are
-//! embedded without the vector cache, so no trace of them outlives the
-//! database's retention. Texts the safety screen now calls a crisis are left
+//! embedded but never stored in the vector cache, so no trace of them
+//! outlives the database's retention. Texts the safety screen now calls a crisis are left
 //! out, even if an older screen let them be stored.
 
 mod cluster;
@@ -21,6 +21,7 @@ use rusqlite::Connection;
 
 use crate::engine::Engine;
 use crate::model::{Vector, cosine};
+use crate::question::Question;
 use crate::safety::Verdict;
 
 pub use cluster::average_linkage;
@@ -131,10 +132,16 @@ pub fn group(
     asked.truncate(MAX_GROUPED);
     let (method, mut groups) = match &engine.semantic {
         Some((semantic, dense)) => {
-            let whole: Vec<&str> = asked.iter().map(|item| item.text.as_str()).collect();
-            let vectors = embed(semantic, &whole)?;
-            for (item, vector) in asked.iter_mut().zip(&vectors) {
-                item.nearest = own_nearest(engine, &item.text, &dense.closeness(vector));
+            // One `Question` per text, as a reply would read it: its whole
+            // vector finds the closeness, and the same vectors rank it.
+            let mut vectors = Vec::with_capacity(asked.len());
+            for item in &mut asked {
+                let question = Question::new(&item.text, &[], Some(semantic));
+                let Some(analysed) = &question.vectors else {
+                    anyhow::bail!("the embedding model failed on a stored question");
+                };
+                item.nearest = own_nearest(engine, &question, &dense.closeness(&analysed.whole));
+                vectors.push(analysed.whole.clone());
             }
             let domain = domain_words(&engine.kb);
             let topical: Vec<String> = asked.iter().map(|item| without_domain_words(&item.text, &domain)).collect();
@@ -177,7 +184,7 @@ fn distinct(engine: &Engine, rows: Vec<(String, String, i64)>) -> (Vec<Asked>, u
     (by_normalised.into_values().map(|(asked, _)| asked).collect(), screened_out)
 }
 
-/// The vectors of the texts, in batches and outside the vector cache.
+/// The vectors of the texts, in batches, never stored in the vector cache.
 fn embed(semantic: &crate::model::Semantic, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
     let mut vectors = Vec::with_capacity(texts.len());
     for batch in texts.chunks(BATCH) {
@@ -258,9 +265,9 @@ fn clusters(vectors: &[Vector]) -> Vec<Vec<usize>> {
 /// answer engine's hybrid ranking (words and meaning), which places a
 /// question better than the closest phrasing alone; that closest phrasing
 /// when the ranking is empty.
-fn own_nearest(engine: &Engine, text: &str, closeness: &[crate::search::Closeness]) -> Option<(usize, f32)> {
+fn own_nearest(engine: &Engine, question: &Question, closeness: &[crate::search::Closeness]) -> Option<(usize, f32)> {
     let cosine_of = |entry: usize| closeness.iter().find(|close| close.entry == entry).map(|close| close.cosine);
-    match crate::responder::ranking(engine, text).first() {
+    match crate::responder::ranking_of(engine, question).first() {
         Some(&entry) => Some((entry, cosine_of(entry).unwrap_or(0.0))),
         None => closeness.iter().max_by(|a, b| a.cosine.total_cmp(&b.cosine)).map(|best| (best.entry, best.cosine)),
     }

@@ -2,7 +2,7 @@
 //! fetched from the network) and a vector cache in the temporary directory.
 #![allow(dead_code)] // each test crate uses a part of it
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The model directory: `FAQBOT_MODEL` (relative to the repository root), or
@@ -31,4 +31,18 @@ pub fn faqbot() -> Command {
         .env("FAQBOT_MODEL_HUB_URL", "http://127.0.0.1:9")
         .env("FAQBOT_MODEL_INDEX_URL", "http://127.0.0.1:9");
     command
+}
+
+/// Copies a directory tree (e.g. the shipped knowledge base into a
+/// temporary directory a test may change).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for item in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(item.file_name());
+        if item.path().is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), target).expect("copy");
+        }
+    }
 }

@@ -119,18 +119,6 @@ pub fn as_message(call: &Call, message_id: i64) -> Value {
     })
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for item in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(item.file_name());
-        if item.path().is_dir() {
-            copy_dir(&item.path(), &target);
-        } else {
-            std::fs::copy(item.path(), target).expect("copy");
-        }
-    }
-}
-
 /// Starts `faqbot serve` with its database in `data` and its logs piped.
 pub fn spawn_serve(api_url: &str, token: &str, data: &Path) -> std::process::Child {
     bin::faqbot()
