@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 
-use crate::knowledge::{self, KnowledgeBase};
+use crate::knowledge::{self, Entry, KnowledgeBase};
 use crate::model::Semantic;
 use crate::responder::{self, Kind, Reply};
 use crate::safety::exemplars::Exemplars;
@@ -48,12 +48,7 @@ impl Engine {
                     Some(exemplars) => exemplars.clone(),
                     None => Exemplars::built_in()?,
                 };
-                let phrasings: Vec<&str> = kb
-                    .entries
-                    .iter()
-                    .flat_map(|entry| std::iter::once(&entry.question).chain(&entry.alternates))
-                    .map(String::as_str)
-                    .collect();
+                let phrasings: Vec<&str> = kb.entries.iter().flat_map(Entry::phrasings).collect();
                 let meaning =
                     Meaning::build(&exemplars, &phrasings, &semantic).context("embedding the safety examples")?;
                 (Some((semantic, dense)), Some(meaning))
@@ -88,11 +83,7 @@ impl Engine {
             .kb
             .entries
             .iter()
-            .flat_map(|entry| {
-                std::iter::once(&entry.question)
-                    .chain(&entry.alternates)
-                    .map(|phrasing| (entry.id.as_str(), phrasing.as_str()))
-            })
+            .flat_map(|entry| entry.phrasings().map(|phrasing| (entry.id.as_str(), phrasing)))
             .collect();
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let share = phrasings.len().div_ceil(threads).max(1);

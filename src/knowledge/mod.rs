@@ -61,6 +61,13 @@ pub struct Entry {
     pub crisis_resources: bool,
 }
 
+impl Entry {
+    /// Its question, then its alternates: every wording that asks for it.
+    pub fn phrasings(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.question.as_str()).chain(self.alternates.iter().map(String::as_str))
+    }
+}
+
 /// A verified reference that answers cite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {

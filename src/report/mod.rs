@@ -203,7 +203,7 @@ fn domain_words(kb: &crate::knowledge::KnowledgeBase) -> HashSet<String> {
     let mut phrasings = 0usize;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for entry in &kb.entries {
-        for phrasing in std::iter::once(&entry.question).chain(&entry.alternates) {
+        for phrasing in entry.phrasings() {
             phrasings += 1;
             let distinct: HashSet<String> = words(phrasing).collect();
             for word in distinct {

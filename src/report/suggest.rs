@@ -63,12 +63,8 @@ pub struct NewEntry {
 /// compares them) are never proposed again.
 pub fn suggest(engine: &Engine, grouping: &Grouping, min_count: usize) -> Suggestions {
     let kb = &engine.kb;
-    let mut known: HashSet<String> = kb
-        .entries
-        .iter()
-        .flat_map(|entry| std::iter::once(&entry.question).chain(&entry.alternates))
-        .map(|phrasing| normalize(phrasing))
-        .collect();
+    let mut known: HashSet<String> =
+        kb.entries.iter().flat_map(crate::knowledge::Entry::phrasings).map(normalize).collect();
     let mut ids: HashSet<String> = kb.entries.iter().map(|entry| entry.id.clone()).collect();
     let mut out = Suggestions::default();
     for group in grouping.groups.iter().filter(|group| group.count >= min_count.max(1)) {

@@ -113,15 +113,11 @@ pub fn unit_texts(question: &Question) -> Vec<(UnitKind, &str, &Vector)> {
 
 /// Every unit of `question` read by meaning; empty without the model.
 pub fn units(meaning: &Meaning, question: &Question) -> Vec<Unit> {
-    unit_texts(question)
-        .into_iter()
-        .map(|(kind, text, vector)| Unit {
-            kind,
-            text: text.to_owned(),
-            nearest: meaning.nearest(vector),
-            head: meaning.head(vector),
-        })
-        .collect()
+    unit_texts(question).into_iter().map(|(kind, text, vector)| read(meaning, kind, text, vector)).collect()
+}
+
+fn read(meaning: &Meaning, kind: UnitKind, text: &str, vector: &[f32]) -> Unit {
+    Unit { kind, text: text.to_owned(), nearest: meaning.nearest(vector), head: meaning.head(vector) }
 }
 
 /// What one unit says on its own.
@@ -333,7 +329,8 @@ pub fn judge(screen: &Screen, meaning: Option<&Meaning>, question: &Question) ->
     if let Some(meaning) = meaning {
         // A unit without a letter ("1 2", "!!!") gives the model nothing to
         // read: its closest examples would be noise. The patterns still see it.
-        for unit in units(meaning, question).into_iter().filter(|unit| unit.text.chars().any(char::is_alphabetic)) {
+        let lettered = unit_texts(question).into_iter().filter(|(_, text, _)| text.chars().any(char::is_alphabetic));
+        for unit in lettered.map(|(kind, text, vector)| read(meaning, kind, text, vector)) {
             reasons.push(describe(&unit, rule));
             match signal(&unit, rule) {
                 Signal::Danger(class) if lowerable(class, &unit.text) => {

@@ -36,8 +36,8 @@ impl Dense {
         let mut texts = Vec::new();
         let mut owners = Vec::new();
         for (index, entry) in kb.entries.iter().enumerate() {
-            for phrasing in std::iter::once(&entry.question).chain(&entry.alternates) {
-                texts.push(phrasing.as_str());
+            for phrasing in entry.phrasings() {
+                texts.push(phrasing);
                 owners.push(index);
             }
         }

@@ -211,8 +211,7 @@ impl Index {
             terms
         };
         for (position, entry) in kb.entries.iter().enumerate() {
-            let each_phrasing_terms: Vec<Vec<String>> =
-                std::iter::once(&entry.question).chain(&entry.alternates).map(|text| analyse(text)).collect();
+            let each_phrasing_terms: Vec<Vec<String>> = entry.phrasings().map(&mut analyse).collect();
             let phrasing_terms: Vec<String> = each_phrasing_terms.iter().flatten().cloned().collect();
             let answer_terms = analyse(&entry.answer);
             let topic_terms = analyzer.terms(&kb.topics[entry.topic].title);
