@@ -73,7 +73,7 @@ impl Reloader {
             Ok(engine) => engine,
             Err(error) => return Err(refuse(vec![format!("{error:#}")])),
         };
-        let failures = engine.self_test();
+        let failures = crate::responder::self_test(&engine);
         if !failures.is_empty() {
             return Err(refuse(failures));
         }

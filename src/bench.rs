@@ -75,14 +75,14 @@ pub fn run(
 
     eprintln!("bench: per-question latency over the dev set");
     for question in &questions {
-        engine.reply(question);
+        crate::responder::respond(&engine, question);
     }
     let mut samples = Vec::with_capacity(questions.len() * rounds);
     let batch_started = Instant::now();
     for _ in 0..rounds {
         for question in &questions {
             let started = Instant::now();
-            std::hint::black_box(engine.reply(question));
+            std::hint::black_box(crate::responder::respond(&engine, question));
             samples.push(started.elapsed());
         }
     }
@@ -116,7 +116,7 @@ pub fn run(
     for _ in 0..10 {
         for question in &questions {
             let started = Instant::now();
-            std::hint::black_box(cell.load().reply(question));
+            std::hint::black_box(crate::responder::respond(&cell.load(), question));
             during.push(started.elapsed());
         }
     }
@@ -299,7 +299,7 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize, semantic: Option<
     let mut samples = Vec::with_capacity(questions.len());
     for question in &questions {
         let started = Instant::now();
-        std::hint::black_box(engine.reply(question));
+        std::hint::black_box(crate::responder::respond(&engine, question));
         samples.push(started.elapsed());
     }
     let latency = spread(samples);
@@ -308,7 +308,7 @@ pub fn scale(knowledge: &Path, medquad: &Path, entries: usize, semantic: Option<
     // beside the engine in use, as in a real reload.
     let reload_started = Instant::now();
     let rebuilt = Engine::build(kb.clone(), semantic)?;
-    let failures = rebuilt.self_test().len();
+    let failures = crate::responder::self_test(&rebuilt).len();
     let reload = reload_started.elapsed();
     drop(rebuilt);
     let mib = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |mib| format!("{mib:.0} MiB"));

@@ -140,7 +140,8 @@ impl Session {
     }
 
     fn show(&mut self, engine: &Engine, reply: &Reply, out: &mut impl Write) -> io::Result<()> {
-        writeln!(out, "\n{}\n", self.wrap(&reply.text, PREFIX, INDENT))?;
+        let text = crate::reply::plain(reply, &engine.kb.messages);
+        writeln!(out, "\n{}\n", self.wrap(&text, PREFIX, INDENT))?;
         // A clarification numbers its choices in its text; an answer's related
         // questions are listed here. Anything else shows no choices.
         self.choices = match reply.kind {

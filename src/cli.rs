@@ -729,7 +729,8 @@ struct AskLine<'a> {
 fn ask(engine: &Engine, json: bool, explain: bool, question: Option<&str>) -> anyhow::Result<u8> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let answer = |question: &str, one_line: bool, out: &mut dyn Write| -> anyhow::Result<()> {
-        let reply = engine.reply(question);
+        let reply = crate::responder::respond(engine, question);
+        let text = crate::reply::plain(&reply, &engine.kb.messages);
         if explain {
             eprintln!("{question:?}\n{}", crate::responder::explain(engine, question));
         }
@@ -741,13 +742,13 @@ fn ask(engine: &Engine, json: bool, explain: bool, question: Option<&str>) -> an
                 // Rounded: the raw float's last digits are noise.
                 score: reply.score.map(|score| (f64::from(score) * 1000.0).round() / 1000.0),
                 suggestions: &reply.suggestions,
-                text: &reply.text,
+                text: &text,
             };
             writeln!(out, "{}", serde_json::to_string(&line)?)?;
         } else if one_line {
-            writeln!(out, "[{}] {}", reply.kind.as_str(), reply.text.replace('\n', " / "))?;
+            writeln!(out, "[{}] {}", reply.kind.as_str(), text.replace('\n', " / "))?;
         } else {
-            writeln!(out, "{}", reply.text)?;
+            writeln!(out, "{text}")?;
         }
         Ok(())
     };
@@ -784,7 +785,7 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
     match knowledge::load(dir) {
         Ok(kb) => {
             let engine = Engine::build(kb, semantic)?;
-            let failures = engine.self_test();
+            let failures = crate::responder::self_test(&engine);
             if failures.is_empty() {
                 println!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
                 return Ok(0);

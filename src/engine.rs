@@ -11,7 +11,6 @@ use anyhow::Context;
 
 use crate::knowledge::{self, Entry, KnowledgeBase};
 use crate::model::Semantic;
-use crate::responder::{self, Kind, Reply};
 use crate::safety::exemplars::Exemplars;
 use crate::safety::{Meaning, Screen};
 use crate::search::{Dense, Index};
@@ -73,53 +72,5 @@ impl Engine {
     /// The model this engine reads meaning with, for building the next version.
     pub fn model(&self) -> Option<Semantic> {
         self.semantic.as_ref().map(|(semantic, _)| semantic.clone())
-    }
-
-    /// Asks every entry's question and alternates, and lists each phrasing
-    /// that does not get its own entry as the answer. Empty when sound.
-    /// The phrasings are shared out over the cores (a reload waits for this).
-    pub fn self_test(&self) -> Vec<String> {
-        let phrasings: Vec<(&str, &str)> = self
-            .kb
-            .entries
-            .iter()
-            .flat_map(|entry| entry.phrasings().map(|phrasing| (entry.id.as_str(), phrasing)))
-            .collect();
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let share = phrasings.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> =
-                phrasings.chunks(share).map(|chunk| scope.spawn(move || self.self_test_some(chunk))).collect();
-            // In entry order, as a sequential run would list them; a worker
-            // that panicked (nothing here panics on text) counts as one failure.
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    worker.join().unwrap_or_else(|_| vec!["self-test: a worker thread panicked".to_owned()])
-                })
-                .collect()
-        })
-    }
-
-    fn self_test_some(&self, phrasings: &[(&str, &str)]) -> Vec<String> {
-        let mut failures = Vec::new();
-        for &(id, phrasing) in phrasings {
-            let reply = self.reply(phrasing);
-            if reply.kind == Kind::Answer && reply.entry.as_deref() == Some(id) {
-                continue;
-            }
-            let got = match (&reply.entry, reply.kind) {
-                (Some(other), _) => format!("answer `{other}`"),
-                (None, Kind::Clarify) => format!("clarify [{}]", reply.suggestions.join(", ")),
-                (None, kind) => kind.as_str().to_owned(),
-            };
-            failures.push(format!("self-test: entry `{id}`: {phrasing:?} gets {got}"));
-        }
-        failures
-    }
-
-    /// The reply to one message. Never fails and never panics on any text.
-    pub fn reply(&self, text: &str) -> Reply {
-        responder::respond(self, text)
     }
 }

@@ -70,12 +70,12 @@ pub struct Outcome {
 impl Outcome {
     pub fn of(reply: &Reply, engine: &Engine, dose: &Regex) -> Outcome {
         let messages = &engine.kb.messages;
-        let text = &reply.text;
+        let text = &crate::reply::plain(reply, messages);
         Outcome {
             crisis: reply.kind == Kind::Crisis,
             emergency: reply.kind == Kind::Crisis && text.starts_with(&messages.emergency),
             refusal: reply.kind == Kind::Refusal,
-            lines: text.contains(&messages.crisis_resources),
+            lines: reply.shows_crisis_lines() && text.contains(&messages.crisis_resources),
             note: text.ends_with(&messages.clinician_note) || text.ends_with(&messages.crisis_note),
             dose: dose.is_match(text),
         }

@@ -14,7 +14,7 @@ pub mod import;
 pub mod knowledge;
 pub mod model;
 pub mod question;
-pub mod render;
+pub mod reply;
 pub mod report;
 pub mod responder;
 pub mod safety;

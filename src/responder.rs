@@ -1,61 +1,18 @@
-//! The decision: text in, one `Reply` out. Pure: no I/O, no Telegram.
+//! The decision: text in, one structured `Reply` out. Pure: no I/O, no
+//! Telegram, no layout (the renderers in `reply` and `telegram::render` add
+//! the clinician note).
 //!
-//! Order matters: an empty message, then small talk, then retrieval and the
-//! answer / clarify / no_match decision. Every reply, of every kind, ends
-//! with the clinician note (`render::with_note`).
+//! Order matters: the safety screen, an empty message, small talk, a bare
+//! number, then retrieval and the answer / clarify / no_match decision.
 
 use crate::engine::Engine;
-use crate::knowledge::{Entry, KnowledgeBase, Source};
+use crate::knowledge::{Entry, KnowledgeBase};
 use crate::question::Question;
-use crate::render;
+use crate::reply::{Block, Net};
 use crate::safety::{Crisis, Verdict};
 use crate::search::{Analysis, Hit};
 
-/// What kind of reply this is; the names are the JSON contract's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Answer,
-    Clarify,
-    NoMatch,
-    Crisis,
-    Refusal,
-    Smalltalk,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Answer, Kind::Clarify, Kind::NoMatch, Kind::Crisis, Kind::Refusal, Kind::Smalltalk];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Answer => "answer",
-            Kind::Clarify => "clarify",
-            Kind::NoMatch => "no_match",
-            Kind::Crisis => "crisis",
-            Kind::Refusal => "refusal",
-            Kind::Smalltalk => "smalltalk",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-}
-
-/// One reply to one message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub kind: Kind,
-    /// The answering entry's id, for `Answer` only.
-    pub entry: Option<String>,
-    /// The best retrieval score behind the reply, when there was a search.
-    pub score: Option<f32>,
-    /// Entry ids to offer: related entries for an answer, the candidates for
-    /// a clarification, general entries under a refusal.
-    pub suggestions: Vec<String>,
-    /// The whole reply in plain text, ending with the clinician note.
-    pub text: String,
-}
+pub use crate::reply::{Kind, Reply};
 
 pub use crate::question::MAX_QUESTION_CHARS;
 
@@ -67,9 +24,6 @@ pub struct Thresholds {
     /// A second entry ranked within this much of the first, with as much
     /// coverage, makes the question ambiguous.
     pub tie: f32,
-    /// Two entries each covering at least this much, and together at least
-    /// `answer`, are offered as a choice (a question about two things).
-    pub partial: f32,
     /// At least this coverage, with a word that is not an everyday one found
     /// in the entry's phrasings, answers however little evidence there is:
     /// "what does ketamine feel like" is short but fully covered.
@@ -84,8 +38,9 @@ pub struct Thresholds {
 }
 
 pub const THRESHOLDS: Thresholds =
-    Thresholds { answer: 0.6, tie: 0.05, partial: 1.1, full: 0.95, evidence: 1.5, hybrid: crate::decide::HYBRID };
+    Thresholds { answer: 0.6, tie: 0.05, full: 0.95, evidence: 1.5, hybrid: crate::decide::HYBRID };
 
+/// The reply to one message. Never fails and never panics on any text.
 pub fn respond(engine: &Engine, raw: &str) -> Reply {
     respond_in(engine, raw, &[])
 }
@@ -109,7 +64,7 @@ pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: 
     }
     let normalised = &question.normalised;
     let reply = if normalised.is_empty() {
-        plain(Kind::NoMatch, kb.messages.empty.clone(), kb)
+        plain(Kind::NoMatch, kb.messages.empty.clone())
     } else if let Some(reply) = smalltalk(normalised, kb) {
         reply
     } else if normalised.split(' ').all(|word| word.chars().all(|c| c.is_ascii_digit())) {
@@ -122,8 +77,8 @@ pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: 
         decide(engine, &focus(engine, &question.text), thresholds)
     };
     match verdict {
-        Verdict::CheckIn => Reply { text: render::with_check_in(reply.text, &kb.messages), ..reply },
-        Verdict::Sensitive => Reply { text: render::with_resources(reply.text, &kb.messages), ..reply },
+        Verdict::CheckIn => reply.with_net(Net::CheckIn),
+        Verdict::Sensitive => reply.with_net(Net::Lines),
         _ => reply,
     }
 }
@@ -132,18 +87,16 @@ pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: 
 /// content. An emergency ends with what to do while help comes.
 fn crisis(kb: &KnowledgeBase, kind: Crisis) -> Reply {
     let messages = &kb.messages;
-    let text = if kind == Crisis::Emergency {
-        format!("{}\n\n{}\n\n{}", messages.emergency, messages.crisis_resources, messages.emergency_closing)
+    let blocks = if kind == Crisis::Emergency {
+        vec![
+            Block::Paragraph(messages.emergency.clone()),
+            Block::CrisisLines,
+            Block::Paragraph(messages.emergency_closing.clone()),
+        ]
     } else {
-        format!("{}\n\n{}", messages.crisis_resources, messages.crisis)
+        vec![Block::CrisisLines, Block::Paragraph(messages.crisis.clone())]
     };
-    Reply {
-        kind: Kind::Crisis,
-        entry: None,
-        score: None,
-        suggestions: Vec::new(),
-        text: render::with_crisis_note(text, messages),
-    }
+    Reply { blocks, ..Reply::new(Kind::Crisis) }
 }
 
 /// What the bot cannot do, a pointer to the clinician, and general entries
@@ -158,20 +111,20 @@ fn refusal(engine: &Engine, text: &str) -> Reply {
         .filter(|hit| hit.coverage >= REFUSAL_RELATED_COVERAGE && hit.rank >= best - REFUSAL_RELATED_RANK)
         .map(|hit| &kb.entries[hit.entry])
         .collect();
-    let mut body = kb.messages.refusal.clone();
+    let mut blocks = vec![Block::Paragraph(kb.messages.refusal.clone())];
     if !related.is_empty() {
-        body.push_str(&format!("\n\n{}", kb.messages.refusal_related));
-        for (number, entry) in related.iter().enumerate() {
-            body.push_str(&format!("\n{}. {}", number + 1, entry.question));
-        }
+        blocks.push(Block::List {
+            lead: kb.messages.refusal_related.clone(),
+            items: related.iter().map(|entry| entry.question.clone()).collect(),
+            numbered: true,
+        });
     }
-    body.push_str(&format!("\n\n{}", kb.messages.crisis_pointer));
     Reply {
-        kind: Kind::Refusal,
-        entry: None,
         score: hits.first().map(|hit| hit.score),
+        blocks,
+        net: Net::Pointer,
         suggestions: related.iter().map(|entry| entry.id.clone()).collect(),
-        text: render::with_note(body, &kb.messages),
+        ..Reply::new(Kind::Refusal)
     }
 }
 
@@ -179,6 +132,47 @@ fn refusal(engine: &Engine, text: &str) -> Reply {
 /// rank within this much of the best.
 const REFUSAL_RELATED_COVERAGE: f32 = 0.3;
 const REFUSAL_RELATED_RANK: f32 = 0.25;
+
+/// Asks every entry's question and alternates, and lists each phrasing
+/// that does not get its own entry as the answer. Empty when sound.
+/// The phrasings are shared out over the cores (a reload waits for this).
+pub fn self_test(engine: &Engine) -> Vec<String> {
+    let phrasings: Vec<(&str, &str)> = engine
+        .kb
+        .entries
+        .iter()
+        .flat_map(|entry| entry.phrasings().map(|phrasing| (entry.id.as_str(), phrasing)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let share = phrasings.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            phrasings.chunks(share).map(|chunk| scope.spawn(move || self_test_some(engine, chunk))).collect();
+        // In entry order, as a sequential run would list them; a worker
+        // that panicked (nothing here panics on text) counts as one failure.
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_else(|_| vec!["self-test: a worker thread panicked".to_owned()]))
+            .collect()
+    })
+}
+
+fn self_test_some(engine: &Engine, phrasings: &[(&str, &str)]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for &(id, phrasing) in phrasings {
+        let reply = respond(engine, phrasing);
+        if reply.kind == Kind::Answer && reply.entry.as_deref() == Some(id) {
+            continue;
+        }
+        let got = match (&reply.entry, reply.kind) {
+            (Some(other), _) => format!("answer `{other}`"),
+            (None, Kind::Clarify) => format!("clarify [{}]", reply.suggestions.join(", ")),
+            (None, kind) => kind.as_str().to_owned(),
+        };
+        failures.push(format!("self-test: entry `{id}`: {phrasing:?} gets {got}"));
+    }
+    failures
+}
 
 /// A human-readable account of how `raw` was analysed and ranked: the
 /// concepts with their weights, then the top entries with coverage and score.
@@ -365,18 +359,6 @@ pub fn decide(engine: &Engine, focus: &Focus, thresholds: Thresholds) -> Reply {
         let candidates: Vec<usize> = std::iter::once(first.entry).chain(rivals.iter().map(|hit| hit.entry)).collect();
         return clarify(kb, &candidates, score);
     }
-    // A question about two things: no entry covers it, two halves do.
-    if let Some(second) = hits.get(1)
-        && first.coverage >= thresholds.partial
-        && second.coverage >= thresholds.partial
-        && first.evidence.min(second.evidence) >= thresholds.evidence / 2.0
-    {
-        let total = analysis.total_weight();
-        let together = union_coverage(engine, analysis, first.entry, second.entry, total);
-        if together >= thresholds.answer && together * total >= thresholds.evidence {
-            return clarify(kb, &[first.entry, second.entry], score);
-        }
-    }
     no_match(kb, score)
 }
 
@@ -390,61 +372,43 @@ fn mentions_the_domain(analysis: &Analysis) -> bool {
     analysis.concepts.iter().any(|concept| concept.is_known() && !concept.general && concept.weight <= DOMAIN_WEIGHT)
 }
 
-/// The coverage of the two entries taken together.
-fn union_coverage(engine: &Engine, analysis: &Analysis, a: usize, b: usize, total: f32) -> f32 {
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let covered: f32 = analysis
-        .concepts
-        .iter()
-        .map(|concept| {
-            let single = Analysis { concepts: vec![concept.clone()] };
-            let weight = concept.weight;
-            let best = engine.index.coverage(&single, a, weight).max(engine.index.coverage(&single, b, weight));
-            best * weight
-        })
-        .sum();
-    covered / total
-}
-
+/// An entry's answer, citing its sources by label.
 pub fn answer(kb: &KnowledgeBase, entry: &Entry, score: Option<f32>) -> Reply {
-    let sources: Vec<&Source> = entry.sources.iter().filter_map(|id| kb.source(id)).collect();
-    let text = render::answer_text(&entry.question, &entry.answer, entry.crisis_resources, &sources, &kb.messages);
-    Reply { kind: Kind::Answer, entry: Some(entry.id.clone()), score, suggestions: entry.related.clone(), text }
+    let sources = entry.sources.iter().filter_map(|id| kb.source(id)).map(|source| source.label.clone()).collect();
+    Reply::answer(entry, sources, score)
 }
 
 fn clarify(kb: &KnowledgeBase, candidates: &[usize], score: Option<f32>) -> Reply {
-    let mut text = kb.messages.clarify.clone();
-    for (number, index) in candidates.iter().enumerate() {
-        text.push_str(&format!("\n{}. {}", number + 1, kb.entries[*index].question));
-    }
     Reply {
-        kind: Kind::Clarify,
-        entry: None,
         score,
+        blocks: vec![Block::List {
+            lead: kb.messages.clarify.clone(),
+            items: candidates.iter().map(|index| kb.entries[*index].question.clone()).collect(),
+            numbered: true,
+        }],
         suggestions: candidates.iter().map(|index| kb.entries[*index].id.clone()).collect(),
-        text: render::with_note(text, &kb.messages),
+        ..Reply::new(Kind::Clarify)
     }
 }
 
 fn no_match(kb: &KnowledgeBase, score: Option<f32>) -> Reply {
-    let mut text = format!("{}\n\n{}", kb.messages.no_answer, kb.messages.no_answer_topics);
-    for topic in &kb.topics {
-        text.push_str(&format!("\n• {}", topic.title));
-    }
-    text.push_str(&format!("\n\n{}", kb.messages.crisis_pointer));
     Reply {
-        kind: Kind::NoMatch,
-        entry: None,
         score,
-        suggestions: Vec::new(),
-        text: render::with_note(text, &kb.messages),
+        blocks: vec![
+            Block::Paragraph(kb.messages.no_answer.clone()),
+            Block::List {
+                lead: kb.messages.no_answer_topics.clone(),
+                items: kb.topics.iter().map(|topic| topic.title.clone()).collect(),
+                numbered: false,
+            },
+        ],
+        net: Net::Pointer,
+        ..Reply::new(Kind::NoMatch)
     }
 }
 
-fn plain(kind: Kind, text: String, kb: &KnowledgeBase) -> Reply {
-    Reply { kind, entry: None, score: None, suggestions: Vec::new(), text: render::with_note(text, &kb.messages) }
+fn plain(kind: Kind, text: String) -> Reply {
+    Reply { blocks: vec![Block::Paragraph(text)], ..Reply::new(kind) }
 }
 
 /// One kind of small talk: a message of nothing but `keys` and `fillers`,
@@ -499,5 +463,5 @@ fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
         words.iter().all(|word| kind.keys.contains(word) || kind.fillers.contains(word))
             && words.iter().any(|word| kind.keys.contains(word))
     })?;
-    Some(plain(Kind::Smalltalk, (kind.pick)(&kb.messages).clone(), kb))
+    Some(plain(Kind::Smalltalk, (kind.pick)(&kb.messages).clone()))
 }

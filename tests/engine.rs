@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use faqbot::engine::Engine;
 use faqbot::eval;
 use faqbot::model::Semantic;
-use faqbot::responder::Kind;
+use faqbot::responder::{self, Kind, Reply};
 
 /// The shipped knowledge base with the embedding model, as users meet it.
 fn engine() -> &'static Engine {
@@ -28,12 +28,17 @@ fn hybrid(knowledge: &Path) -> Engine {
     }
 }
 
+/// The reply as the CLI shows it.
+fn shown(reply: &Reply) -> String {
+    faqbot::reply::plain(reply, &engine().kb.messages)
+}
+
 /// Asks `text` and checks the reply's kind and, for answers, its entry.
 fn check(text: &str, kind: Kind, entry: Option<&str>) {
-    let reply = engine().reply(text);
+    let reply = responder::respond(engine(), text);
     assert_eq!(reply.kind, kind, "{text:?} got {reply:#?}");
     assert_eq!(reply.entry.as_deref(), entry, "{text:?} got {reply:#?}");
-    assert!(reply.text.ends_with(&engine().kb.messages.clinician_note), "{text:?} lacks the clinician note");
+    assert!(shown(&reply).ends_with(&engine().kb.messages.clinician_note), "{text:?} lacks the clinician note");
 }
 
 #[test]
@@ -63,8 +68,8 @@ fn query_syntax_and_odd_input_are_plain_words() {
     for text in
         ["AND OR NOT", "title:ketamine^5", "\"unclosed", "(((", "*", "+cost -side", "ketamine~2", "<b>hi</b> &amp;", ""]
     {
-        let reply = engine().reply(text);
-        assert!(reply.text.ends_with(&engine().kb.messages.clinician_note), "{text:?}");
+        let reply = responder::respond(engine(), text);
+        assert!(shown(&reply).ends_with(&engine().kb.messages.clinician_note), "{text:?}");
     }
     // Syntax characters around a real question do not hide it.
     check("how much does it cost? AND (price)", Kind::Answer, Some("cost"));
@@ -72,20 +77,20 @@ fn query_syntax_and_odd_input_are_plain_words() {
 
 #[test]
 fn an_answer_shows_its_sources_and_related_entries() {
-    let reply = engine().reply("how much does ketamine cost");
-    assert!(reply.text.contains("Sources: Feder et al., Am J Psychiatry 2021"), "{}", reply.text);
+    let reply = responder::respond(engine(), "how much does ketamine cost");
+    assert!(shown(&reply).contains("Sources: Feder et al., Am J Psychiatry 2021"), "{}", shown(&reply));
     assert_eq!(reply.suggestions, ["insurance", "number-of-sessions", "choosing-provider"]);
 }
 
 #[test]
 fn a_clarification_offers_the_candidates_in_its_text() {
     // Two entries are about ketamine with therapy: the user chooses.
-    let reply = engine().reply("ketamine with a therapist");
+    let reply = responder::respond(engine(), "ketamine with a therapist");
     assert_eq!(reply.kind, Kind::Clarify, "{reply:#?}");
     assert!(reply.suggestions.iter().any(|id| id == "ketamine-assisted-psychotherapy"), "{reply:#?}");
     for (number, id) in reply.suggestions.iter().enumerate() {
         let question = engine().kb.entry(id).map(|entry| entry.question.clone()).unwrap_or_default();
-        assert!(reply.text.contains(&format!("{}. {question}", number + 1)), "{}", reply.text);
+        assert!(shown(&reply).contains(&format!("{}. {question}", number + 1)), "{}", shown(&reply));
     }
 }
 
@@ -145,7 +150,7 @@ fn answers_what_users_asked_and_the_help_examples() {
         .collect();
     assert!(examples.len() >= 3, "{examples:?}");
     for example in examples {
-        let reply = engine().reply(example);
+        let reply = responder::respond(engine(), example);
         assert_eq!(reply.kind, Kind::Answer, "{example:?} got {reply:#?}");
     }
 }
@@ -160,13 +165,13 @@ fn a_bare_number_outside_a_list_of_choices_matches_nothing() {
 #[test]
 fn without_the_model_the_words_alone_still_answer() {
     let lexical = Engine::load(Path::new("knowledge")).expect("knowledge");
-    let reply = lexical.reply("how much does it cost");
+    let reply = responder::respond(&lexical, "how much does it cost");
     assert_eq!((reply.kind, reply.entry.as_deref()), (Kind::Answer, Some("cost")));
 }
 
 #[test]
 fn every_phrasing_in_the_knowledge_base_retrieves_its_own_entry() {
-    let failures = engine().self_test();
+    let failures = responder::self_test(engine());
     assert!(failures.is_empty(), "{failures:#?}");
 }
 

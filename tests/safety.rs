@@ -39,7 +39,12 @@ fn lexical() -> &'static Engine {
 }
 
 fn reply(text: &str) -> Reply {
-    engine().reply(text)
+    responder::respond(engine(), text)
+}
+
+/// The reply as the CLI shows it.
+fn shown(reply: &Reply) -> String {
+    faqbot::reply::plain(reply, &engine().kb.messages)
 }
 
 /// Checks the shape every crisis reply must have: the lines first (after
@@ -48,15 +53,15 @@ fn reply(text: &str) -> Reply {
 fn check_crisis_reply(text: &str, reply: &Reply) {
     let messages = &engine().kb.messages;
     assert_eq!(reply.kind, Kind::Crisis, "{text:?} got {reply:#?}");
+    let shown = shown(reply);
     assert!(
-        reply.text.starts_with(&messages.crisis_resources) || reply.text.starts_with(&messages.emergency),
-        "the crisis lines must come first: {text:?} got {:?}",
-        reply.text
+        shown.starts_with(&messages.crisis_resources) || shown.starts_with(&messages.emergency),
+        "the crisis lines must come first: {text:?} got {shown:?}"
     );
-    assert!(reply.text.contains(&messages.crisis_resources), "{text:?}");
-    assert!(reply.text.ends_with(&messages.crisis_note), "{text:?}");
+    assert_eq!(shown.matches(messages.crisis_resources.as_str()).count(), 1, "{text:?}: the lines once");
+    assert!(shown.ends_with(&messages.crisis_note), "{text:?}");
     assert!(reply.suggestions.is_empty() && reply.entry.is_none(), "no distractions under a crisis reply");
-    let mut rest = reply.text.clone();
+    let mut rest = shown;
     for part in [
         &messages.emergency,
         &messages.crisis_resources,
@@ -79,10 +84,11 @@ fn check_emergency(text: &str) {
     let messages = &engine().kb.messages;
     let reply = reply(text);
     check_crisis_reply(text, &reply);
-    assert!(reply.text.starts_with(&messages.emergency), "{text:?} got {:?}", reply.text);
+    let shown = shown(&reply);
+    assert!(shown.starts_with(&messages.emergency), "{text:?} got {shown:?}");
     let end = format!("{}\n\n{}", messages.emergency_closing, messages.crisis_note);
-    assert!(reply.text.ends_with(&end), "{text:?} got {:?}", reply.text);
-    assert!(!reply.text.contains(&messages.crisis), "{text:?}");
+    assert!(shown.ends_with(&end), "{text:?} got {shown:?}");
+    assert!(!shown.contains(&messages.crisis), "{text:?}");
 }
 
 #[test]
@@ -176,8 +182,8 @@ fn false_alarms_are_lowered_to_an_answer_with_the_crisis_lines() {
     ] {
         let reply = reply(text);
         assert!(!matches!(reply.kind, Kind::Crisis | Kind::Refusal), "{text:?} got {reply:#?}");
-        assert!(reply.text.contains(&messages.crisis_resources), "{text:?} lacks the crisis lines: {reply:#?}");
-        assert!(reply.text.ends_with(&messages.clinician_note), "{text:?}");
+        assert!(shown(&reply).contains(&messages.crisis_resources), "{text:?} lacks the crisis lines: {reply:#?}");
+        assert!(shown(&reply).ends_with(&messages.clinician_note), "{text:?}");
     }
 }
 
@@ -207,16 +213,16 @@ fn requests_for_personal_advice_are_declined_by_meaning() {
     ] {
         let reply = reply(text);
         assert_eq!(reply.kind, Kind::Refusal, "{text:?} got {reply:#?}");
-        assert!(reply.text.starts_with(&messages.refusal), "{text:?}");
-        assert!(reply.text.contains(&messages.crisis_pointer), "{text:?}: a refusal carries the crisis pointer");
-        assert!(reply.text.ends_with(&messages.clinician_note), "{text:?}");
+        assert!(shown(&reply).starts_with(&messages.refusal), "{text:?}");
+        assert!(shown(&reply).contains(&messages.crisis_pointer), "{text:?}: a refusal carries the crisis pointer");
+        assert!(shown(&reply).ends_with(&messages.clinician_note), "{text:?}");
         let mut offered = reply.suggestions.clone();
         offered.dedup();
         assert_eq!(offered.len(), reply.suggestions.len(), "{text:?} lists an entry twice");
         for id in &reply.suggestions {
             assert!(engine().kb.entry(id).is_some(), "{id}");
             assert_eq!(
-                reply.text.matches(&engine().kb.entry(id).map(|e| e.question.clone()).unwrap_or_default()).count(),
+                shown(&reply).matches(&engine().kb.entry(id).map(|e| e.question.clone()).unwrap_or_default()).count(),
                 1
             );
         }
@@ -227,7 +233,7 @@ fn requests_for_personal_advice_are_declined_by_meaning() {
 fn a_no_answer_carries_the_crisis_pointer() {
     let reply = reply("what is the capital of peru");
     assert_eq!(reply.kind, Kind::NoMatch, "{reply:#?}");
-    assert!(reply.text.contains(&engine().kb.messages.crisis_pointer), "{reply:#?}");
+    assert!(shown(&reply).contains(&engine().kb.messages.crisis_pointer), "{reply:#?}");
 }
 
 #[test]
@@ -235,8 +241,8 @@ fn likely_distress_gets_an_answer_with_a_gentle_check_in() {
     let messages = &engine().kb.messages;
     let reply = reply("I've been feeling so hopeless and empty lately, does ketamine help depression?");
     assert!(!matches!(reply.kind, Kind::Crisis | Kind::Refusal), "{reply:#?}");
-    assert!(reply.text.contains(&messages.check_in), "{reply:#?}");
-    assert!(reply.text.contains(&messages.crisis_resources), "{reply:#?}");
+    assert!(shown(&reply).contains(&messages.check_in), "{reply:#?}");
+    assert!(shown(&reply).contains(&messages.crisis_resources), "{reply:#?}");
 }
 
 /// The held-out quarter of the safety set is never tuned on; SAFETY.md
@@ -310,8 +316,8 @@ fn informational_questions_about_suicide_and_overdose_are_answered_with_the_cris
         let reply = reply(text);
         assert!(!matches!(reply.kind, Kind::Crisis | Kind::Refusal), "{text:?} got {reply:#?}");
         assert_eq!(reply.entry.as_deref(), entry, "{text:?}");
-        assert!(reply.text.contains(resources.as_str()), "{text:?} lacks the crisis lines");
-        assert!(reply.text.ends_with(&engine().kb.messages.clinician_note));
+        assert!(shown(&reply).contains(resources.as_str()), "{text:?} lacks the crisis lines");
+        assert!(shown(&reply).ends_with(&engine().kb.messages.clinician_note));
     }
 }
 
@@ -345,14 +351,15 @@ proptest! {
     /// and crisis text first whenever the reply is a crisis one.
     #[test]
     fn any_text_gets_one_reply_ending_with_the_note(text in any_text()) {
-        let reply = lexical().reply(&text);
+        let reply = responder::respond(lexical(), &text);
         let messages = &lexical().kb.messages;
+        let shown = faqbot::reply::plain(&reply, messages);
         prop_assert_eq!(reply.entry.is_some(), reply.kind == Kind::Answer);
         if reply.kind == Kind::Crisis {
-            prop_assert!(reply.text.ends_with(&messages.crisis_note));
-            prop_assert!(reply.text.starts_with(&messages.crisis_resources) || reply.text.starts_with(&messages.emergency));
+            prop_assert!(shown.ends_with(&messages.crisis_note));
+            prop_assert!(shown.starts_with(&messages.crisis_resources) || shown.starts_with(&messages.emergency));
         } else {
-            prop_assert!(reply.text.ends_with(&messages.clinician_note));
+            prop_assert!(shown.ends_with(&messages.clinician_note));
         }
     }
 }

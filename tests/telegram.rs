@@ -92,6 +92,26 @@ async fn topics_browse_to_a_question_and_its_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_lists_every_citation_linked_and_ends_with_the_note() {
+    let bot = Bot::shipped().await;
+    let user = 1003;
+    let kb = &bot.engine.kb;
+    // The list is long enough to take more than one message.
+    let messages = telegram::render::sources_list(kb).len();
+    bot.fake.push_text(user, "/sources");
+    let sent = bot.sent_to(user, messages).await;
+    let texts: Vec<&str> = sent.iter().map(Call::text).collect();
+    let all = texts.join("\n\n");
+    assert!(all.starts_with(&format!("<b>{}</b>", kb.messages.sources_label)), "{all}");
+    assert!(texts.iter().all(|text| faqbot::text::telegram_len(text) <= 4096), "{all}");
+    let linked = kb.sources.iter().filter(|source| source.link().is_some()).count();
+    assert!(linked > 0 && all.matches("<a href=\"").count() == linked, "{all}");
+    assert_eq!(all.matches("• ").count(), kb.sources.len(), "{all}");
+    assert!(all.ends_with(&format!("<i>{}</i>", teloxide_escape(&kb.messages.clinician_note))), "{all}");
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_groups_only_commands_mentions_and_replies_are_answered() {
     let bot = Bot::shipped().await;
     let group = -100_555;

@@ -154,7 +154,7 @@ pub fn latency(knowledge: &Path, questions: &Path, semantic: Semantic) -> anyhow
     }
     // Warm up: first use touches the weights and fills allocator pools.
     for question in &questions {
-        engine.reply(question);
+        crate::responder::respond(&engine, question);
     }
     let rounds = 3;
     let mut samples = Vec::with_capacity(questions.len() * rounds);
@@ -162,7 +162,7 @@ pub fn latency(knowledge: &Path, questions: &Path, semantic: Semantic) -> anyhow
     for _ in 0..rounds {
         for question in &questions {
             let asked = Instant::now();
-            std::hint::black_box(engine.reply(question));
+            std::hint::black_box(crate::responder::respond(&engine, question));
             samples.push(asked.elapsed());
         }
     }
@@ -224,7 +224,7 @@ pub fn medquad(knowledge: &Path, medquad: &Path, semantic: Semantic) -> anyhow::
     let build = started.elapsed();
     let embedded = engine.semantic.as_ref().map_or(0, |(_, dense)| dense.embedded);
     let started = Instant::now();
-    let misses = engine.self_test().len();
+    let misses = crate::responder::self_test(&engine).len();
     let self_test = started.elapsed();
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     Ok([

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::knowledge::{self, Entry, KnowledgeBase, LoadError, Messages, Source, TELEGRAM_LIMIT, Topic};
-use crate::render;
-use crate::text::{normalize, telegram_len};
+use crate::text::normalize;
 
 /// The formats `import` reads and `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -571,8 +570,9 @@ impl SourceTable {
     }
 }
 
-/// Splits each answer that, rendered with its question, sources and the
-/// clinician note, is over Telegram's limit: at paragraph breaks, into
+/// Splits each answer that, with its question, sources, the most the safety
+/// net adds and the clinician note (`reply::longest_answer_len`), is over
+/// Telegram's limit: at paragraph breaks, into
 /// entries whose questions end "(part 2)", "(part 3)", each related to the
 /// next. An answer with a paragraph too long for one message is reported.
 fn split_long_answers(
@@ -584,10 +584,15 @@ fn split_long_answers(
     let mut taken: HashSet<String> = entries.iter().map(|(_, entry)| entry.id.clone()).collect();
     let mut result = Vec::with_capacity(entries.len());
     for (origin, entry) in entries {
-        let cited: Vec<&Source> =
-            entry.sources.iter().filter_map(|id| sources.iter().find(|source| &source.id == id)).collect();
+        let cited: Vec<String> = entry
+            .sources
+            .iter()
+            .filter_map(|id| sources.iter().find(|source| &source.id == id))
+            .map(|source| source.label.clone())
+            .collect();
         let length = |question: &str, answer: &str| {
-            telegram_len(&render::answer_text(question, answer, entry.crisis_resources, &cited, messages))
+            let part = Entry { question: question.to_owned(), answer: answer.to_owned(), ..entry.clone() };
+            crate::reply::longest_answer_len(&part, cited.clone(), messages)
         };
         let full = length(&entry.question, &entry.answer);
         if full <= TELEGRAM_LIMIT {

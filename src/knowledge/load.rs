@@ -13,8 +13,7 @@ use toml::de::DeTable;
 
 use super::schema::{Fields, Located, SourceFile};
 use super::{Entry, KnowledgeBase, LoadStats, Messages, Problem, Problems, Source, Topic};
-use crate::render;
-use crate::text::{normalize, telegram_len};
+use crate::text::normalize;
 
 const SOURCES_FILE: &str = "sources.toml";
 const MESSAGES_FILE: &str = "messages.toml";
@@ -518,19 +517,16 @@ impl Loader {
         let sources: HashMap<&str, &Source> =
             self.sources.iter().map(|(source, _)| (source.id.as_str(), source)).collect();
         for entry in &self.entries {
-            let cited: Vec<&Source> =
-                entry.entry.sources.iter().filter_map(|id| sources.get(id.as_str()).copied()).collect();
-            let text = render::answer_text(
-                &entry.entry.question,
-                &entry.entry.answer,
-                entry.entry.crisis_resources,
-                &cited,
-                messages,
-            );
-            let length = telegram_len(&text);
+            let cited: Vec<String> = entry
+                .entry
+                .sources
+                .iter()
+                .filter_map(|id| sources.get(id.as_str()).map(|source| source.label.clone()))
+                .collect();
+            let length = crate::reply::longest_answer_len(&entry.entry, cited, messages);
             if length > TELEGRAM_LIMIT {
                 self.problems.push(entry.place.problem(format!(
-                    "entry `{}` is too long for one Telegram message: {length} of {TELEGRAM_LIMIT} characters with its sources and the clinician note",
+                    "entry `{}` is too long for one Telegram message: {length} of {TELEGRAM_LIMIT} characters with its sources, a check-in with the crisis lines, and the clinician note",
                     entry.entry.id
                 )));
             }

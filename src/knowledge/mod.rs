@@ -110,7 +110,7 @@ macro_rules! messages {
 
             /// Like `from_pairs`, with missing keys left empty: for checks that
             /// should still run while other messages are missing.
-            fn from_pairs_or_empty(pairs: &std::collections::HashMap<String, String>) -> Self {
+            pub(crate) fn from_pairs_or_empty(pairs: &std::collections::HashMap<String, String>) -> Self {
                 Self { $($name: pairs.get(stringify!($name)).cloned().unwrap_or_default(),)* }
             }
         }

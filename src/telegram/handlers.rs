@@ -6,13 +6,14 @@
 //! the store's figures and `/reload`; `deliver` sends the steps.
 
 use teloxide::types::{
-    CallbackQuery, CallbackQueryId, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MediaKind, Message, MessageId,
-    MessageKind, Update, UpdateKind,
+    CallbackQuery, CallbackQueryId, ChatId, InlineKeyboardMarkup, MediaKind, Message, MessageId, MessageKind, Update,
+    UpdateKind,
 };
 
 use super::Shared;
 use super::render::{self, Action};
 use crate::engine::Engine;
+use crate::reply::Style;
 use crate::responder;
 
 /// One thing the bot does to reply, in order.
@@ -237,7 +238,7 @@ fn command(
             kb.entries.len(),
             crate::text::duration_words(shared.started.elapsed()),
         )),
-        "sources" => texts(sources(engine), None),
+        "sources" => texts(render::sources_list(kb), None),
         "topics" => texts(
             render::with_note(&kb.messages.topics_intro, kb),
             Some(InlineKeyboardMarkup::new(render::topic_rows(kb))),
@@ -246,35 +247,6 @@ fn command(
         "ask" => answer(engine, shared, (chat, user), argument, fresh),
         _ => note(&kb.messages.unknown_command),
     }
-}
-
-/// The reference list: each full citation, linked where it has a DOI or URL.
-fn sources(engine: &Engine) -> Vec<String> {
-    use teloxide::utils::html::escape;
-    let kb = &engine.kb;
-    let mut lines = vec![format!("<b>{}</b>", escape(&kb.messages.sources_label))];
-    for source in &kb.sources {
-        let line = match source.link() {
-            Some(link) => format!("• <a href=\"{}\">{}</a>", escape(&link), escape(&source.citation)),
-            None => format!("• {}", escape(&source.citation)),
-        };
-        lines.push(line);
-    }
-    lines.push(format!("<i>{}</i>", escape(&kb.messages.clinician_note)));
-    // One message in practice; split by lines if a long list ever needs it.
-    let mut out: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for line in lines {
-        if !current.is_empty() && crate::text::telegram_len(&current) + crate::text::telegram_len(&line) + 2 > 3800 {
-            out.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push_str("\n\n");
-        }
-        current.push_str(&line);
-    }
-    out.push(current);
-    out
 }
 
 fn answer(engine: &Engine, shared: &Shared, (chat, user): (i64, u64), question: &str, fresh: bool) -> Texts {
@@ -364,23 +336,13 @@ fn on_callback(engine: &Engine, shared: &Shared, query: &CallbackQuery, fresh: b
         }
         Some(Action::Feedback(..)) => {}
         Some(Action::Topic(id)) => {
-            if let Some(topic) = kb.topics.iter().position(|topic| topic.id == id) {
-                let rows: Vec<Vec<InlineKeyboardButton>> = kb
-                    .entries
-                    .iter()
-                    .filter(|entry| entry.topic == topic)
-                    .filter_map(|entry| render::button(&entry.question, &Action::Entry(entry.id.clone())))
-                    .map(|button| vec![button])
-                    .chain(render::button("« Topics", &Action::Topics).map(|button| vec![button]))
-                    .collect();
-                let title = kb.topics.get(topic).map(|topic| topic.title.as_str()).unwrap_or_default();
-                let text = format!("<b>{}</b>", teloxide::utils::html::escape(title));
-                steps = show(chat, editable, text, InlineKeyboardMarkup::new(rows), kb);
+            if let Some((text, keyboard)) = render::topic_menu(&id, kb) {
+                steps = show(chat, editable, text, keyboard);
             }
         }
         Some(Action::Topics) => {
-            let text = teloxide::utils::html::escape(&kb.messages.topics_intro);
-            steps = show(chat, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)), kb);
+            let text = render::menu_text(&kb.messages.topics_intro, Style::Plain, kb);
+            steps = show(chat, editable, text, InlineKeyboardMarkup::new(render::topic_rows(kb)));
         }
         None => {}
     }
@@ -391,14 +353,7 @@ fn on_callback(engine: &Engine, shared: &Shared, query: &CallbackQuery, fresh: b
 
 /// Replaces the text and keyboard of the message a button sits on, or sends a
 /// new message when that one cannot be edited any more.
-fn show(
-    chat: ChatId,
-    editable: Option<MessageId>,
-    html: String,
-    keyboard: InlineKeyboardMarkup,
-    kb: &crate::knowledge::KnowledgeBase,
-) -> Vec<Step> {
-    let html = format!("{html}\n\n<i>{}</i>", teloxide::utils::html::escape(&kb.messages.clinician_note));
+fn show(chat: ChatId, editable: Option<MessageId>, html: String, keyboard: InlineKeyboardMarkup) -> Vec<Step> {
     match editable {
         Some(message) => vec![Step::Edit { chat, message, html, keyboard }],
         None => vec![Step::Send { chat, html, keyboard: Some(keyboard) }],

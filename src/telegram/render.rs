@@ -6,7 +6,7 @@ use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::utils::html::escape;
 
 use crate::knowledge::KnowledgeBase;
-use crate::responder::{Kind, Reply};
+use crate::reply::{Kind, Reply, Style, layout};
 use crate::text::telegram_len;
 
 /// Telegram's limit on one message, in UTF-16 code units.
@@ -15,14 +15,6 @@ pub const LIMIT: usize = 4096;
 pub const CALLBACK_LIMIT: usize = 64;
 /// Longer button labels are cut: Telegram shows little of them anyway.
 const LABEL_CHARS: usize = 60;
-
-/// How a paragraph is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    Plain,
-    Bold,
-    Italic,
-}
 
 /// One or more HTML messages and the keyboard for the last of them.
 #[derive(Debug, Clone)]
@@ -127,22 +119,10 @@ pub fn keyboard(reply: &Reply, kb: &KnowledgeBase) -> Option<InlineKeyboardMarku
     (!rows.is_empty()).then(|| InlineKeyboardMarkup::new(rows))
 }
 
-/// The messages for a reply. An answer's question is bold; the clinician note,
-/// always the last paragraph, is italic.
+/// The messages for a reply, laid out as `reply::layout` orders it (an
+/// answer's question bold, the clinician note last and italic).
 pub fn reply(reply: &Reply, kb: &KnowledgeBase) -> Outgoing {
-    let mut paragraphs: Vec<(String, Style)> =
-        reply.text.split("\n\n").map(|paragraph| (paragraph.to_owned(), Style::Plain)).collect();
-    if reply.kind == Kind::Answer
-        && let Some(first) = paragraphs.first_mut()
-    {
-        first.1 = Style::Bold;
-    }
-    if let Some(last) = paragraphs.last_mut()
-        && (last.0 == kb.messages.clinician_note || last.0 == kb.messages.crisis_note)
-    {
-        last.1 = Style::Italic;
-    }
-    Outgoing { chunks: chunks(&paragraphs), keyboard: keyboard(reply, kb) }
+    Outgoing { chunks: chunks(&layout(reply, &kb.messages)), keyboard: keyboard(reply, kb) }
 }
 
 /// Plain text with the clinician note in italics: for command replies.
@@ -150,6 +130,55 @@ pub fn with_note(text: &str, kb: &KnowledgeBase) -> Vec<String> {
     let mut paragraphs: Vec<(String, Style)> = text.split("\n\n").map(|p| (p.to_owned(), Style::Plain)).collect();
     paragraphs.push((kb.messages.clinician_note.clone(), Style::Italic));
     chunks(&paragraphs)
+}
+
+/// The reference list (`/sources`): each full citation, linked where it
+/// has a DOI or URL, and the clinician note.
+pub fn sources_list(kb: &KnowledgeBase) -> Vec<String> {
+    let mut lines = vec![format!("<b>{}</b>", escape(&kb.messages.sources_label))];
+    for source in &kb.sources {
+        let line = match source.link() {
+            Some(link) => format!("• <a href=\"{}\">{}</a>", escape(&link), escape(&source.citation)),
+            None => format!("• {}", escape(&source.citation)),
+        };
+        lines.push(line);
+    }
+    lines.push(format!("<i>{}</i>", escape(&kb.messages.clinician_note)));
+    // One message in practice; split by lines if a long list ever needs it.
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        if !current.is_empty() && telegram_len(&current) + telegram_len(&line) + 2 > 3800 {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push_str("\n\n");
+        }
+        current.push_str(&line);
+    }
+    out.push(current);
+    out
+}
+
+/// A menu's heading with the clinician note under it, as one message.
+pub fn menu_text(heading: &str, style: Style, kb: &KnowledgeBase) -> String {
+    format!("{}\n\n{}", html(heading, style), html(&kb.messages.clinician_note, Style::Italic))
+}
+
+/// A topic's questions as buttons, with a way back to the topics; `None`
+/// for a topic that does not exist (any more).
+pub fn topic_menu(id: &str, kb: &KnowledgeBase) -> Option<(String, InlineKeyboardMarkup)> {
+    let topic = kb.topics.iter().position(|topic| topic.id == id)?;
+    let rows: Vec<Vec<InlineKeyboardButton>> = kb
+        .entries
+        .iter()
+        .filter(|entry| entry.topic == topic)
+        .filter_map(|entry| button(&entry.question, &Action::Entry(entry.id.clone())))
+        .map(|button| vec![button])
+        .chain(button("« Topics", &Action::Topics).map(|button| vec![button]))
+        .collect();
+    let title = kb.topics.get(topic).map(|topic| topic.title.as_str()).unwrap_or_default();
+    Some((menu_text(title, Style::Bold, kb), InlineKeyboardMarkup::new(rows)))
 }
 
 fn html(text: &str, style: Style) -> String {
