@@ -185,15 +185,15 @@ pub fn layout(reply: &Reply, messages: &Messages) -> Vec<(String, Style)> {
     if !reply.sources.is_empty() {
         plain(format!("{}: {}", messages.sources_label, reply.sources.join("; ")));
     }
-    // The crisis lines show once: a check-in leads into them, and lines the
-    // body already has are not repeated.
+    // The crisis lines show once: a check-in leads into them (its text ends
+    // "reach one of these lines:"), so a body that already shows them gets
+    // nothing more.
     let body_has_lines = reply.blocks.contains(&Block::CrisisLines);
     match reply.net {
         Net::None => {}
+        Net::Lines | Net::CheckIn if body_has_lines => {}
         Net::Pointer => plain(messages.crisis_pointer.clone()),
-        Net::Lines if body_has_lines => {}
         Net::Lines => plain(messages.crisis_resources.clone()),
-        Net::CheckIn if body_has_lines => plain(messages.check_in.clone()),
         Net::CheckIn => plain(format!("{}\n{}", messages.check_in, messages.crisis_resources)),
     }
     if let Some(first) = out.first_mut().filter(|_| reply.title.is_some()) {
@@ -271,7 +271,7 @@ mod tests {
         let mut crisis = Reply::new(Kind::Crisis);
         crisis.blocks = vec![Block::CrisisLines, Block::Paragraph("warm".into())];
         let crisis = crisis.with_net(Net::CheckIn);
-        assert_eq!(plain(&crisis, &messages), "LINES\n\nwarm\n\nARE YOU OK?\n\nHELP NOW");
+        assert_eq!(plain(&crisis, &messages), "LINES\n\nwarm\n\nHELP NOW");
         assert!(crisis.shows_crisis_lines());
     }
 
