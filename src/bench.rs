@@ -25,6 +25,26 @@ pub struct Spread {
     pub p99: Duration,
 }
 
+/// Answers every question once to warm up (first use touches the weights
+/// and fills allocator pools), then `rounds` times timed: each reply's time
+/// and the replies per second over the timed rounds.
+pub fn time_replies(engine: &Engine, questions: &[String], rounds: usize) -> (Vec<Duration>, f64) {
+    for question in questions {
+        crate::responder::respond(engine, question);
+    }
+    let mut samples = Vec::with_capacity(questions.len() * rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for question in questions {
+            let asked = Instant::now();
+            std::hint::black_box(crate::responder::respond(engine, question));
+            samples.push(asked.elapsed());
+        }
+    }
+    let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
+    (samples, per_second)
+}
+
 pub fn spread(mut samples: Vec<Duration>) -> Spread {
     samples.sort();
     let at = |share: f64| samples.get(((samples.len() as f64 * share) as usize).min(samples.len().saturating_sub(1)));
@@ -74,19 +94,7 @@ pub fn run(
         .collect::<anyhow::Result<_>>()?;
 
     eprintln!("bench: per-question latency over the dev set");
-    for question in &questions {
-        crate::responder::respond(&engine, question);
-    }
-    let mut samples = Vec::with_capacity(questions.len() * rounds);
-    let batch_started = Instant::now();
-    for _ in 0..rounds {
-        for question in &questions {
-            let started = Instant::now();
-            std::hint::black_box(crate::responder::respond(&engine, question));
-            samples.push(started.elapsed());
-        }
-    }
-    let in_process_rate = samples.len() as f64 / batch_started.elapsed().as_secs_f64();
+    let (samples, in_process_rate) = time_replies(&engine, &questions, rounds);
     let latency = spread(samples);
 
     eprintln!("bench: reloads (load, validate, index, self-test, swap)");

@@ -75,7 +75,7 @@ impl Outcome {
             crisis: reply.kind == Kind::Crisis,
             emergency: reply.kind == Kind::Crisis && text.starts_with(&messages.emergency),
             refusal: reply.kind == Kind::Refusal,
-            lines: reply.shows_crisis_lines() && text.contains(&messages.crisis_resources),
+            lines: reply.shows_crisis_lines(),
             note: text.ends_with(&messages.clinician_note) || text.ends_with(&messages.crisis_note),
             dose: dose.is_match(text),
         }

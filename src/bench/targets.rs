@@ -152,21 +152,8 @@ pub fn latency(knowledge: &Path, questions: &Path, semantic: Semantic) -> anyhow
     if questions.is_empty() {
         bail!("the question set is empty");
     }
-    // Warm up: first use touches the weights and fills allocator pools.
-    for question in &questions {
-        crate::responder::respond(&engine, question);
-    }
     let rounds = 3;
-    let mut samples = Vec::with_capacity(questions.len() * rounds);
-    let started = Instant::now();
-    for _ in 0..rounds {
-        for question in &questions {
-            let asked = Instant::now();
-            std::hint::black_box(crate::responder::respond(&engine, question));
-            samples.push(asked.elapsed());
-        }
-    }
-    let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
+    let (samples, per_second) = super::time_replies(&engine, &questions, rounds);
     let latency = spread(samples);
     // The model's share of a message: preparing its `Question` (every vector
     // it needs, in one batch) without screening or deciding.
