@@ -23,9 +23,15 @@ pub struct Rule {
     pub danger: f32,
     /// ...and at least this much more than the closest safe class.
     pub danger_margin: f32,
-    /// A danger score this high, though below `danger`, still earns a
-    /// check-in with the crisis lines.
+    /// A danger or distress score this high, though below `danger`, still
+    /// earns a check-in with the crisis lines...
     pub check_in: f32,
+    /// ...unless the ordinary examples are closer by more than this (the same
+    /// holds for the distress examples). Without
+    /// it, nearly every question about ketamine got "Are you thinking about
+    /// suicide?": the crisis examples mention the treatment too, so almost
+    /// any such question comes within 0.5 of some of them.
+    pub check_in_margin: f32,
     /// Personal advice when the refusal examples score at least this much,
     /// ahead of every other class by `refusal_margin`.
     pub refusal: f32,
@@ -45,6 +51,7 @@ pub const RULE: Rule = Rule {
     danger: 0.35,
     danger_margin: 0.03,
     check_in: 0.5,
+    check_in_margin: 0.1,
     refusal: 0.55,
     refusal_margin: 0.05,
     head_danger: f32::INFINITY,
@@ -162,11 +169,9 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
     {
         return Signal::Refusal;
     }
-    let distress = score(Class::Distress);
-    if danger >= rule.check_in
-        || (distress >= score(Class::Ordinary) && distress >= rule.check_in)
-        || head_danger + head(Class::Distress) >= rule.head_check_in
-    {
+    let (distress, ordinary) = (score(Class::Distress), score(Class::Ordinary));
+    let near_ordinary = |score: f32| score >= rule.check_in && score >= ordinary - rule.check_in_margin;
+    if near_ordinary(danger) || near_ordinary(distress) || head_danger + head(Class::Distress) >= rule.head_check_in {
         return Signal::CheckIn;
     }
     Signal::None
