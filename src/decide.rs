@@ -40,7 +40,7 @@ pub struct Hybrid {
     pub gap: f32,
 }
 
-pub const HYBRID: Hybrid = Hybrid { sentence: 0.1, mean3: 0.5, lexical: 0.6, answer: 1.4, gap: 0.15 };
+pub const HYBRID: Hybrid = Hybrid { sentence: 0.1, mean3: 0.5, lexical: 0.6, answer: 1.5, gap: 0.1 };
 
 /// Dense candidates kept per message, before the lexical ones are added.
 const DENSE_CANDIDATES: usize = 12;

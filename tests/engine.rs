@@ -107,20 +107,23 @@ fn floors(engine: &Engine, set: &str, answered_right: f64, abstained: f64, wrong
 
 #[test]
 fn the_tune_set_meets_its_floors() {
-    // Off-topic abstention 0.890 since the safety screen reads meaning: it
-    // gives a few off-topic questions a crisis or refusal reply (SAFETY.md).
-    floors(engine(), "tests/data/dev-tune.jsonl", 0.61, 0.88, 0.025);
+    // Measured 0.739 right, 0.927 abstained, 0.018 wrong (BENCHMARKS.md).
+    floors(engine(), "tests/data/dev-tune.jsonl", 0.72, 0.91, 0.02);
 }
 
 #[test]
 fn the_held_out_set_meets_its_floors() {
-    floors(engine(), "tests/data/dev-heldout.jsonl", 0.40, 0.90, 0.025);
+    // Measured 0.577 right, 0.976 abstained, 0.021 wrong.
+    floors(engine(), "tests/data/dev-heldout.jsonl", 0.56, 0.96, 0.025);
 }
 
 #[test]
 fn the_same_thresholds_hold_on_a_knowledge_base_about_another_topic() {
     let sleep = hybrid(Path::new("tests/data/kb2/knowledge"));
-    floors(&sleep, "tests/data/kb2/questions.jsonl", 0.2, 0.93, 0.03);
+    // Measured 0.156 right (0.225 before the answer threshold rose from 1.4
+    // to 1.5 for the denser shipped phrasings; BENCHMARKS.md), 0.982
+    // abstained, 0.009 wrong.
+    floors(&sleep, "tests/data/kb2/questions.jsonl", 0.15, 0.96, 0.02);
 }
 
 #[test]
@@ -173,6 +176,19 @@ fn without_the_model_the_words_alone_still_answer() {
 fn every_phrasing_in_the_knowledge_base_retrieves_its_own_entry() {
     let failures = responder::self_test(engine());
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Without the model too (`--lexical-only`, or no model installed), else a
+/// reload of the shipped files is refused. BM25 ranks an entry with many
+/// phrasings low for any single one of them; the index finds a phrasing
+/// said word for word whatever its BM25 rank.
+#[test]
+fn every_phrasing_retrieves_its_own_entry_by_words_alone() {
+    let lexical = Engine::load(Path::new("knowledge")).expect("knowledge");
+    let failures = responder::self_test(&lexical);
+    assert!(failures.is_empty(), "{failures:#?}");
+    let reply = responder::respond(&lexical, "my wife is starting ketamine how can i help");
+    assert_eq!((reply.kind, reply.entry.as_deref()), (Kind::Answer, Some("family-help")), "{reply:#?}");
 }
 
 // ---- The commands -----------------------------------------------------------

@@ -44,6 +44,8 @@ const EXTRA_PENALTY: f32 = 0.5;
 /// What an exact phrasing match adds when ranking: the question says what
 /// one of the entry's own phrasings says.
 const EXACT_BONUS: f32 = 0.2;
+/// What a phrasing in the question's own words adds on top (see `search`).
+const VERBATIM_BONUS: f32 = 0.1;
 
 /// How strongly a question word found only in the answer or the topic title
 /// counts towards coverage, compared with one in the question or alternates.
@@ -170,6 +172,11 @@ pub struct Index {
     vocabulary: Vocabulary,
     synonyms: SynonymTable,
     entries: Vec<EntryTerms>,
+    /// The entries with a phrasing of exactly these terms (sorted ids). BM25
+    /// ranks an entry with many phrasings low for any one of them (its
+    /// document is long), so a question that says exactly what a phrasing
+    /// says could miss its entry among the top documents.
+    verbatim: HashMap<Vec<u32>, Vec<usize>>,
     fields: Fields,
     /// Held for the index's lifetime: the index never changes once built.
     searcher: Searcher,
@@ -256,7 +263,16 @@ impl Index {
                 (0..segment.max_doc()).map(|doc| column.first(doc).unwrap_or(u64::MAX) as u32).collect();
             doc_entries.push(entries);
         }
-        Ok(Self { analyzer, vocabulary, synonyms, entries, fields, searcher, doc_entries, _index: index })
+        let mut verbatim: HashMap<Vec<u32>, Vec<usize>> = HashMap::new();
+        for (position, entry) in entries.iter().enumerate() {
+            for phrasing in &entry.each_phrasing {
+                let owners = verbatim.entry(phrasing.0.clone()).or_default();
+                if !owners.contains(&position) {
+                    owners.push(position);
+                }
+            }
+        }
+        Ok(Self { analyzer, vocabulary, synonyms, entries, verbatim, fields, searcher, doc_entries, _index: index })
     }
 
     /// The weight of a concept matched by any of `alternatives`: the
@@ -380,13 +396,36 @@ impl Index {
         let total = analysis.total_weight();
         let asked: HashSet<u32> =
             analysis.concepts.iter().flat_map(|concept| concept.alternatives.iter().flatten().copied()).collect();
-        let mut hits: Vec<Hit> = top
+        let mut found: Vec<(f32, usize)> = top
             .into_iter()
             .filter_map(|(score, address)| {
                 let entry = *self.doc_entries.get(address.segment_ord as usize)?.get(address.doc_id as usize)? as usize;
-                if entry >= self.entries.len() {
-                    return None;
-                }
+                (entry < self.entries.len()).then_some((score, entry))
+            })
+            .collect();
+        // The question's own words, not their synonyms: what a phrasing
+        // written the same way holds.
+        let own_words: Option<Vec<u32>> = analysis
+            .concepts
+            .iter()
+            .flat_map(|concept| self.analyzer.words(&concept.text))
+            .filter(|word| !word.stop)
+            .map(|word| self.vocabulary.ids.get(&word.stem).copied())
+            .collect();
+        let own_words = own_words.map(|mut ids| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        let owners: &[usize] = own_words.and_then(|ids| self.verbatim.get(&ids)).map_or(&[], Vec::as_slice);
+        for &entry in owners {
+            if !found.iter().any(|&(_, seen)| seen == entry) {
+                found.push((0.0, entry));
+            }
+        }
+        let mut hits: Vec<Hit> = found
+            .into_iter()
+            .map(|(score, entry)| {
                 let coverage = self.coverage(analysis, entry, total);
                 let (fit, exact) = self.phrasing_match(analysis, &asked, entry, total);
                 let phrasings = &self.entries[entry].phrasings;
@@ -397,7 +436,7 @@ impl Index {
                             .iter()
                             .any(|alternative| alternative.iter().all(|id| phrasings.contains(id)))
                 });
-                Some(Hit { entry, score, coverage, rank: coverage, evidence: coverage * total, exact, fit, anchored })
+                Hit { entry, score, coverage, rank: coverage, evidence: coverage * total, exact, fit, anchored }
             })
             .collect();
         let best_score = hits.iter().map(|hit| hit.score).fold(0.0, f32::max);
@@ -407,6 +446,12 @@ impl Index {
             }
             if hit.exact {
                 hit.rank += EXACT_BONUS;
+            }
+            // Said in the phrasing's own words, not through a synonym: of two
+            // exact matches ("ketamine and counseling", one entry's phrasing,
+            // and "ketamine and therapy", another's) this is the one meant.
+            if owners.contains(&hit.entry) {
+                hit.rank += VERBATIM_BONUS;
             }
         }
         hits.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(b.exact.cmp(&a.exact)).then(a.entry.cmp(&b.entry)));
