@@ -26,8 +26,7 @@ pub struct Rule {
     /// A danger or distress score this high, though below `danger`, still
     /// earns a check-in with the crisis lines...
     pub check_in: f32,
-    /// ...unless the ordinary examples are closer by more than this (the same
-    /// holds for the distress examples). Without
+    /// ...unless the ordinary examples are closer by more than this. Without
     /// it, nearly every question about ketamine got "Are you thinking about
     /// suicide?": the crisis examples mention the treatment too, so almost
     /// any such question comes within 0.5 of some of them.

@@ -265,7 +265,8 @@ impl Index {
         }
         let mut verbatim: HashMap<Vec<u32>, Vec<usize>> = HashMap::new();
         for (position, entry) in entries.iter().enumerate() {
-            for phrasing in &entry.each_phrasing {
+            // A phrasing of stop words alone has no terms to say it in.
+            for phrasing in entry.each_phrasing.iter().filter(|phrasing| !phrasing.0.is_empty()) {
                 let owners = verbatim.entry(phrasing.0.clone()).or_default();
                 if !owners.contains(&position) {
                     owners.push(position);
