@@ -100,6 +100,9 @@ pub struct Report {
     pub wrong_answers: usize,
     /// In-scope cases answered with a choice of entries.
     pub clarified: usize,
+    /// Off-topic cases answered from no entry: no match, or a refusal or
+    /// crisis reply, which point to a clinician or help instead.
+    pub off_topic_declined: usize,
     pub failures: Vec<Failure>,
 }
 
@@ -129,6 +132,9 @@ pub fn evaluate_with(engine: &Engine, cases: &[Case], thresholds: responder::Thr
         }
         if case.kind == "answer" && reply.kind == Kind::Clarify {
             report.clarified += 1;
+        }
+        if case.kind == "no_match" && !matches!(reply.kind, Kind::Answer | Kind::Clarify) {
+            report.off_topic_declined += 1;
         }
         let right = match (&case.entry, case.kind.as_str()) {
             (Some(expected), "answer") => {
@@ -213,6 +219,12 @@ impl Report {
         if scored == 0 { 0.0 } else { self.wrong_answers as f64 / scored as f64 }
     }
 
+    /// The share of off-topic cases answered from no entry.
+    pub fn declined_rate(&self) -> f64 {
+        let total = self.by_kind.get("no_match").map_or(0, |score| score.total);
+        if total == 0 { 1.0 } else { self.off_topic_declined as f64 / total as f64 }
+    }
+
     /// Two reports' figures in two columns (failures left out).
     pub fn side_by_side(&self, left: &str, other: &Report, right: &str) -> String {
         let mut out = String::new();
@@ -224,6 +236,13 @@ impl Report {
         );
         let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "MRR (retrieval, top 5)", self.mrr, other.mrr);
         let _ = writeln!(out, "{:<34} {:>10.3} {:>14.3}", "wrong answers", self.wrong_rate(), other.wrong_rate());
+        let _ = writeln!(
+            out,
+            "{:<34} {:>10.3} {:>14.3}",
+            "off-topic answered from no entry",
+            self.declined_rate(),
+            other.declined_rate()
+        );
         for kind in self.by_kind.keys() {
             let _ = writeln!(
                 out,
@@ -256,6 +275,15 @@ impl Report {
         );
         for (kind, score) in &self.by_kind {
             let _ = writeln!(out, "kind {kind:<10} {:>4}/{:<4} {:.3}", score.right, score.total, score.rate());
+        }
+        if let Some(off_topic) = self.by_kind.get("no_match") {
+            let _ = writeln!(
+                out,
+                "off-topic answered from no entry (no match, refusal or crisis reply): {}/{} {:.3}",
+                self.off_topic_declined,
+                off_topic.total,
+                self.declined_rate()
+            );
         }
         if failures && !self.failures.is_empty() {
             let _ = writeln!(out, "failures ({}):", self.failures.len());

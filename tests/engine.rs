@@ -101,27 +101,28 @@ fn floors(engine: &Engine, set: &str, answered_right: f64, abstained: f64, wrong
     let report = eval::evaluate(engine, &cases);
     let summary = report.render(true);
     assert!(report.kind_rate("answer") >= answered_right, "{set}: in scope answered right\n{summary}");
-    assert!(report.kind_rate("no_match") >= abstained, "{set}: off-topic abstained\n{summary}");
+    // Abstained: answered from no entry (a refusal or crisis reply counts).
+    assert!(report.declined_rate() >= abstained, "{set}: off-topic abstained\n{summary}");
     assert!(report.wrong_rate() <= wrong, "{set}: wrong answers\n{summary}");
 }
 
 #[test]
 fn the_tune_set_meets_its_floors() {
-    // Measured 0.739 right, 0.927 abstained, 0.018 wrong (BENCHMARKS.md).
-    floors(engine(), "tests/data/dev-tune.jsonl", 0.72, 0.91, 0.02);
+    // Measured 0.739 right, 0.948 abstained, 0.018 wrong (BENCHMARKS.md).
+    floors(engine(), "tests/data/dev-tune.jsonl", 0.72, 0.93, 0.02);
 }
 
 #[test]
 fn the_held_out_set_meets_its_floors() {
-    // Measured 0.577 right, 0.976 abstained, 0.021 wrong.
-    floors(engine(), "tests/data/dev-heldout.jsonl", 0.56, 0.96, 0.025);
+    // Measured 0.568 right, 0.988 abstained, 0.021 wrong.
+    floors(engine(), "tests/data/dev-heldout.jsonl", 0.56, 0.97, 0.025);
 }
 
 #[test]
 fn the_same_thresholds_hold_on_a_knowledge_base_about_another_topic() {
     let sleep = hybrid(Path::new("tests/data/kb2/knowledge"));
     // Measured 0.156 right (0.225 before the answer threshold rose from 1.4
-    // to 1.5 for the denser shipped phrasings; BENCHMARKS.md), 0.982
+    // to 1.5 for the denser shipped phrasings; BENCHMARKS.md), 1.000
     // abstained, 0.009 wrong.
     floors(&sleep, "tests/data/kb2/questions.jsonl", 0.15, 0.96, 0.02);
 }
