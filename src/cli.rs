@@ -108,6 +108,15 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "FILE")]
         dump: Option<PathBuf>,
     },
+    /// Fit the safety screen's calibrator to the safety examples and write its weights
+    ///
+    /// Reads the knowledge directory's safety.toml (or the shipped examples) and its phrasings.
+    /// The weights are compiled in: rebuild after writing them, then run `eval-safety`.
+    FitScreen {
+        /// Where to write the weights.
+        #[arg(long, default_value = "src/safety/stack.txt", value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Run the Telegram bot (token from TELOXIDE_TOKEN; API URL from TELOXIDE_API_URL).
     Serve {
         /// Receive updates by webhook at this public URL instead of long polling.
@@ -411,6 +420,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Model { action } => model(action, cli.model.as_deref()),
+        Command::FitScreen { out } => fit_screen(cli, out),
         Command::Import { file, out, format, force } => import_faq(&cli.knowledge, file, out, *format, *force),
         Command::Export { format, out } => export_faq(&cli.knowledge, *format, out.as_deref()),
         Command::EvalSafety { file, min_danger_recall, max_false_crisis, min_refusal_recall, quiet, dump } => {
@@ -868,5 +878,41 @@ fn export_faq(dir: &Path, format: crate::import::Format, out: Option<&Path>) -> 
         }
         None => crate::export::export(&kb, format, std::io::BufWriter::new(std::io::stdout().lock()))?,
     }
+    Ok(0)
+}
+
+/// `fit-screen`: every safety example's nearest others, then the calibrator
+/// fitted to them, written atomically.
+fn fit_screen(cli: &Cli, out: &Path) -> anyhow::Result<u8> {
+    let semantic = semantic(cli, ModelUse::Required)?.context("fit-screen needs the model")?;
+    let engine = Engine::load_with(&cli.knowledge, Some(semantic))?;
+    let meaning = engine.meaning.as_ref().context("the engine has no safety examples to fit to")?;
+    let bar = indicatif::ProgressBar::new(meaning.len() as u64).with_message("reading each example's neighbours");
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}") {
+        bar.set_style(style);
+    }
+    let rows = meaning.leave_one_out(|index| {
+        if index % 64 == 0 {
+            bar.set_position(index as u64);
+        }
+    });
+    bar.finish_and_clear();
+    let (features, classes): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let stack = crate::safety::stack::Stack::fit(&features, &classes)?;
+    let header = format!(
+        "The safety screen's calibrator (src/safety/stack.rs), fitted by `faqbot fit-screen`\n\
+         to {} examples from the knowledge directory {}: its safety examples, and its\n\
+         phrasings as ordinary ones. Refit after large changes to either, rebuild, and\n\
+         measure with `faqbot eval-safety`.",
+        features.len(),
+        cli.knowledge.display()
+    );
+    // Written beside the target and renamed: a build never sees half a file.
+    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
+    file.write_all(stack.render(&header).as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    file.persist(out).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("faqbot: wrote the calibrator fitted to {} examples to {}", features.len(), out.display());
     Ok(0)
 }

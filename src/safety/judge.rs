@@ -43,6 +43,11 @@ pub struct Rule {
     /// The head: a check-in when its crisis-side and distress scores sum to
     /// this much. (At 0.5 an off-topic "what is the capital of peru" got one.)
     pub head_check_in: f32,
+    /// The calibrator (`stack`): personal advice when its refusal
+    /// probability is at least this much (and, as for the head, no ordinary
+    /// example is closer than the refusals), read on the whole message only.
+    /// 0.6 refused no more on the tune set, 0.9 fewer.
+    pub calibrated_refusal: f32,
 }
 
 pub const RULE: Rule = Rule {
@@ -56,6 +61,7 @@ pub const RULE: Rule = Rule {
     head_danger: f32::INFINITY,
     head_refusal: 0.5,
     head_check_in: 0.6,
+    calibrated_refusal: 0.75,
 };
 
 /// Where a unit of text comes from.
@@ -90,6 +96,8 @@ pub struct Unit {
     pub nearest: Nearest,
     /// The linear head's scores, by `Class::index`.
     pub head: [f32; Class::ALL.len()],
+    /// The calibrator's probabilities, by `Class::index`.
+    pub calibrated: [f32; Class::ALL.len()],
 }
 
 /// The screen's verdict and why, for replies, `--explain` and `eval-safety`.
@@ -123,7 +131,8 @@ pub fn units(meaning: &Meaning, question: &Question) -> Vec<Unit> {
 }
 
 fn read(meaning: &Meaning, kind: UnitKind, text: &str, vector: &[f32]) -> Unit {
-    Unit { kind, text: text.to_owned(), nearest: meaning.nearest(vector), head: meaning.head(vector) }
+    let nearest = meaning.nearest(vector);
+    Unit { kind, text: text.to_owned(), nearest, head: meaning.head(vector), calibrated: meaning.calibrated(&nearest) }
 }
 
 /// What one unit says on its own.
@@ -168,6 +177,15 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
     {
         return Signal::Refusal;
     }
+    // The calibrator, with the head's guard, on the whole message only: a
+    // sentence such as "I did all six infusions and my PTSD is the same"
+    // reads as personal on its own, though the message asks a general question.
+    if unit.calibrated[Class::Refusal.index()] >= rule.calibrated_refusal
+        && score(Class::Refusal) >= score(Class::Ordinary)
+        && unit.kind == UnitKind::Whole
+    {
+        return Signal::Refusal;
+    }
     let (distress, ordinary) = (score(Class::Distress), score(Class::Ordinary));
     let near_ordinary = |score: f32| score >= rule.check_in && score >= ordinary - rule.check_in_margin;
     if near_ordinary(danger) || near_ordinary(distress) || head_danger + head(Class::Distress) >= rule.head_check_in {
@@ -176,15 +194,18 @@ fn signal(unit: &Unit, rule: &Rule) -> Signal {
     Signal::None
 }
 
-/// One line for `--explain`: each class's nearest-example and head scores.
+/// One line for `--explain`: each class's nearest-example, head and
+/// calibrated scores.
 fn describe(unit: &Unit, rule: &Rule) -> String {
     let scores: Vec<String> = Class::ALL
         .iter()
         .map(|class| {
-            format!("{} {:.2}/{:.2}", class.as_str(), unit.nearest.score(*class, rule.k), unit.head[class.index()])
+            let i = class.index();
+            let nearest = unit.nearest.score(*class, rule.k);
+            format!("{} {nearest:.2}/{:.2}/{:.2}", class.as_str(), unit.head[i], unit.calibrated[i])
         })
         .collect();
-    format!("{} {:?}: nearest/head {}", unit.kind.as_str(), unit.text, scores.join(", "))
+    format!("{} {:?}: nearest/head/calibrated {}", unit.kind.as_str(), unit.text, scores.join(", "))
 }
 
 /// The words that make a danger signal a likely false alarm: someone's past,

@@ -5,6 +5,7 @@
 
 use super::exemplars::{Class, Exemplars};
 use super::head::{Head, LAMBDA};
+use super::stack::{self, Features, Stack};
 use crate::model::{DIMENSIONS, Semantic, cosine};
 
 /// How many of a class's closest examples are kept per query.
@@ -17,6 +18,7 @@ pub struct Meaning {
     classes: Vec<Class>,
     texts: Vec<String>,
     head: Head,
+    stack: Stack,
     /// Examples embedded by this build (the rest came from the cache).
     pub embedded: usize,
 }
@@ -58,7 +60,7 @@ impl Meaning {
             flat.extend_from_slice(vector);
         }
         let head = Head::fit(&flat, &classes, LAMBDA)?;
-        Ok(Self { vectors: flat, classes, texts, head, embedded })
+        Ok(Self { vectors: flat, classes, texts, head, stack: Stack::built_in()?, embedded })
     }
 
     pub fn len(&self) -> usize {
@@ -71,8 +73,16 @@ impl Meaning {
 
     /// The closest examples of every class to `query`.
     pub fn nearest(&self, query: &[f32]) -> Nearest {
+        self.nearest_except(query, None)
+    }
+
+    /// `nearest`, leaving out the example at `skip`.
+    fn nearest_except(&self, query: &[f32], skip: Option<usize>) -> Nearest {
         let mut nearest = Nearest { top: [[-1.0; TOP]; Class::ALL.len()], example: [None; Class::ALL.len()] };
         for (index, (vector, class)) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.classes).enumerate() {
+            if skip == Some(index) {
+                continue;
+            }
             let score = cosine(query, vector);
             let top = &mut nearest.top[class.index()];
             if score > top[TOP - 1] {
@@ -89,6 +99,25 @@ impl Meaning {
     /// The linear head's score for each class (`Class::index`).
     pub fn head(&self, query: &[f32]) -> [f32; Class::ALL.len()] {
         self.head.scores(query)
+    }
+
+    /// The calibrator's probability for each class (`Class::index`).
+    pub fn calibrated(&self, nearest: &Nearest) -> [f32; Class::ALL.len()] {
+        self.stack.probabilities(&stack::features(nearest))
+    }
+
+    /// Every example's calibrator inputs as a message would see them, its
+    /// own vector left out, with its class: what `faqbot fit-screen` fits.
+    pub fn leave_one_out(&self, progress: impl Fn(usize)) -> Vec<(Features, Class)> {
+        self.vectors
+            .chunks_exact(DIMENSIONS)
+            .zip(&self.classes)
+            .enumerate()
+            .map(|(index, (vector, class))| {
+                progress(index);
+                (stack::features(&self.nearest_except(vector, Some(index))), *class)
+            })
+            .collect()
     }
 
     /// An example's class and text, for `--explain`.

@@ -12,6 +12,7 @@ pub mod exemplars;
 mod head;
 mod judge;
 pub mod meaning;
+pub mod stack;
 
 use anyhow::Context;
 use regex::RegexSet;
