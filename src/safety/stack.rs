@@ -1,10 +1,9 @@
 //! A calibrator stacked on the nearest examples: a multinomial logistic
 //! regression from each class's closest and five-closest cosines to a
-//! probability per class. The nearest-example rule asks "is a crisis example
-//! close, and closer than the safe ones?"; this learns how much each
-//! class's closeness counts against the others, which is what tells "can I
-//! double my spravato" (refusal) from "can ketamine make you stop breathing"
-//! (ordinary).
+//! probability per class. The nearest-example rule asks "is a refusal
+//! example close, and closer than every other class?"; this learns how much
+//! each class's closeness counts against the others. It declines requests
+//! the rule answered, such as "I think I have BPD, can you confirm".
 //!
 //! Its inputs are cosines, not raw vector dimensions, so weights fitted on
 //! the shipped examples still hold when curators add examples or when a
