@@ -292,4 +292,16 @@ mod tests {
     fn the_pattern_files_compile() {
         assert!(Screen::new().is_ok());
     }
+
+    #[test]
+    fn asking_to_take_more_than_prescribed_is_a_dose_question() {
+        let Ok(screen) = Screen::new() else { panic!("the patterns compile") };
+        for text in ["can I double my spravato since it's not working", "should I do an extra spray if I feel nothing"]
+        {
+            assert_eq!(screen.screen(text), Verdict::Refusal(Refusal::Dose), "{text:?}");
+        }
+        for text in ["how many sprays are in a spravato dose", "do people ever get a second infusion the same week"] {
+            assert_eq!(screen.screen(text), Verdict::Clear, "{text:?}");
+        }
+    }
 }
