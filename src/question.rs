@@ -3,7 +3,7 @@
 //! split into sentences, and embedded in one batch. The screen, retrieval,
 //! `--explain` and `eval` all read the same `Question`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::model::{Semantic, Vector};
 use crate::text::normalize;
@@ -100,42 +100,47 @@ impl Question {
         if parts.len() < 2 { Vec::new() } else { parts.into_iter().take(MAX_RETRIEVAL_SENTENCES).collect() }
     }
 
-    fn embed(&self, semantic: &Semantic) -> anyhow::Result<Vectors> {
-        let retrieval = self.retrieval_sentences();
-        // Each distinct text once: a single-sentence message is one vector.
+    /// Every distinct text `new` embeds for this question, given the model.
+    pub fn texts_to_embed(&self) -> Vec<&str> {
         let mut batch = Batch::default();
-        let whole = batch.at(&self.text);
-        let retrieval: Vec<usize> = retrieval.into_iter().map(|text| batch.at(text)).collect();
-        let sentences: Vec<usize> = self.sentences.iter().map(|text| batch.at(text)).collect();
-        let joined = self.joined.as_deref().map(|text| batch.at(text));
-        let context: Vec<usize> = self.context_sentences.iter().map(|text| batch.at(text)).collect();
-        let vectors = embed_in_batches(semantic, &batch.order)?;
-        let get = |index: usize| vectors.get(index).cloned().unwrap_or_default();
+        batch.add(&self.text);
+        for text in self.retrieval_sentences().into_iter().chain(self.sentences.iter().map(String::as_str)) {
+            batch.add(text);
+        }
+        for text in self.joined.iter().chain(&self.context_sentences) {
+            batch.add(text);
+        }
+        batch.order
+    }
+
+    fn embed(&self, semantic: &Semantic) -> anyhow::Result<Vectors> {
+        // Each distinct text once: a single-sentence message is one vector.
+        let texts = self.texts_to_embed();
+        let vectors = embed_in_batches(semantic, &texts)?;
+        let by_text: HashMap<&str, &Vector> = texts.iter().copied().zip(&vectors).collect();
+        let get = |text: &str| by_text.get(text).map(|vector| (*vector).clone()).unwrap_or_default();
         Ok(Vectors {
-            whole: get(whole),
-            retrieval: retrieval.into_iter().map(get).collect(),
-            sentences: sentences.into_iter().map(get).collect(),
-            joined: joined.map(get),
-            context: context.into_iter().map(get).collect(),
+            whole: get(&self.text),
+            retrieval: self.retrieval_sentences().into_iter().map(get).collect(),
+            sentences: self.sentences.iter().map(|text| get(text)).collect(),
+            joined: self.joined.as_deref().map(get),
+            context: self.context_sentences.iter().map(|text| get(text)).collect(),
         })
     }
 }
 
-/// Distinct texts to embed, each with its place in the batch.
+/// Distinct texts to embed, in the order first met.
 #[derive(Default)]
 struct Batch<'a> {
     order: Vec<&'a str>,
-    slots: HashMap<&'a str, usize>,
+    seen: HashSet<&'a str>,
 }
 
 impl<'a> Batch<'a> {
-    fn at(&mut self, text: &'a str) -> usize {
-        if let Some(&index) = self.slots.get(text) {
-            return index;
+    fn add(&mut self, text: &'a str) {
+        if self.seen.insert(text) {
+            self.order.push(text);
         }
-        self.order.push(text);
-        self.slots.insert(text, self.order.len() - 1);
-        self.order.len() - 1
     }
 }
 
@@ -207,6 +212,26 @@ mod tests {
         let question = Question::new("five", &context, None);
         assert_eq!(question.joined.as_deref(), Some("two\nthree\nfour\nfive"));
         assert_eq!(Question::new("five", &[], None).joined, None);
+    }
+
+    #[test]
+    fn every_text_is_embedded_once_whatever_role_it_plays() {
+        let context = ["I have been worried.".to_owned()];
+        let question = Question::new("Is it safe? My sister starts soon.", &context, None);
+        let texts = question.texts_to_embed();
+        // The whole, its two sentences (for retrieval and for the screen,
+        // the same texts), the joined context and the earlier sentence.
+        assert_eq!(
+            texts,
+            [
+                "Is it safe? My sister starts soon.",
+                "Is it safe?",
+                "My sister starts soon.",
+                "I have been worried.\nIs it safe? My sister starts soon.",
+                "I have been worried.",
+            ]
+        );
+        assert_eq!(Question::new("what is ketamine", &[], None).texts_to_embed(), ["what is ketamine"]);
     }
 
     #[test]

@@ -143,6 +143,20 @@ pub fn self_test(engine: &Engine) -> Vec<String> {
         .iter()
         .flat_map(|entry| entry.phrasings().map(|phrasing| (entry.id.as_str(), phrasing)))
         .collect();
+    // Each phrasing's own vector is cached, but a phrasing of several
+    // sentences also needs each sentence's: embedded one message at a time
+    // they made a warm reload take seconds, so they are embedded here in
+    // length-sorted batches and kept in the vector cache for the next reload.
+    if let Some((semantic, _)) = &engine.semantic {
+        let questions: Vec<Question> =
+            phrasings.iter().map(|(_, phrasing)| Question::new(phrasing, &[], None)).collect();
+        let mut texts: Vec<&str> = questions.iter().flat_map(Question::texts_to_embed).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        if let Err(err) = semantic.embed_all(&texts) {
+            tracing::warn!("could not embed the phrasings' sentences ahead of the self-test: {err:#}");
+        }
+    }
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let share = phrasings.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
