@@ -882,7 +882,7 @@ fn export_faq(dir: &Path, format: crate::import::Format, out: Option<&Path>) -> 
 }
 
 /// `fit-screen`: every safety example's nearest others, then the calibrator
-/// fitted to them, written atomically.
+/// fitted to them, written.
 fn fit_screen(cli: &Cli, out: &Path) -> anyhow::Result<u8> {
     let semantic = semantic(cli, ModelUse::Required)?.context("fit-screen needs the model")?;
     let engine = Engine::load_with(&cli.knowledge, Some(semantic))?;
@@ -907,12 +907,7 @@ fn fit_screen(cli: &Cli, out: &Path) -> anyhow::Result<u8> {
         features.len(),
         cli.knowledge.display()
     );
-    // Written beside the target and renamed: a build never sees half a file.
-    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-    file.write_all(stack.render(&header).as_bytes()).with_context(|| format!("writing {}", out.display()))?;
-    file.persist(out).with_context(|| format!("writing {}", out.display()))?;
+    crate::report::write_atomically(out, stack.render(&header).as_bytes())?;
     eprintln!("faqbot: wrote the calibrator fitted to {} examples to {}", features.len(), out.display());
     Ok(0)
 }

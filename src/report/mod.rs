@@ -26,7 +26,7 @@ use crate::safety::Verdict;
 
 pub use cluster::average_linkage;
 pub use render::{render, render_bounded};
-pub use suggest::{CLOSE, NewEntry, SuggestOptions, Suggestions, suggest, write_suggestions};
+pub use suggest::{CLOSE, NewEntry, SuggestOptions, Suggestions, suggest, write_atomically, write_suggestions};
 
 /// Two groups of questions merge while the mean cosine between their
 /// members (vectors of the text without the domain's words) is at least

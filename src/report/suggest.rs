@@ -220,10 +220,16 @@ pub fn write_suggestions(text: &str, options: &SuggestOptions) -> anyhow::Result
     if out.exists() && !options.force {
         bail!("{} already exists; pass --force to replace it, or --out FILE", out.display());
     }
-    // Written beside the target and renamed, so a reader never sees half a file.
-    let mut file = tempfile::NamedTempFile::new_in(&parent)
+    write_atomically(out, text.as_bytes())
+}
+
+/// Writes `bytes` to `out` through a temporary file beside it, renamed into
+/// place: a reader (or a build including it) never sees half a file.
+pub fn write_atomically(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    std::io::Write::write_all(&mut file, bytes).with_context(|| format!("writing {}", out.display()))?;
     file.persist(out).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -153,13 +153,9 @@ impl Stack {
         out.push_str(&format!("mean {}\n", line(&self.mean)));
         out.push_str(&format!("scale {}\n", line(&self.scale)));
         for (f, row) in self.weights.iter().enumerate() {
-            let name = match f.checked_div(2) {
-                Some(class) if f < FEATURES => {
-                    let kind = if f % 2 == 0 { "closest" } else { "mean5" };
-                    Class::ALL.get(class).map_or_else(String::new, |class| format!("{}.{kind}", class.as_str()))
-                }
-                _ => "bias".to_owned(),
-            };
+            // Rows 2c and 2c + 1 are class c's; the last is the bias.
+            let kind = if f % 2 == 0 { "closest" } else { "mean5" };
+            let name = Class::ALL.get(f / 2).map_or_else(|| "bias".to_owned(), |c| format!("{}.{kind}", c.as_str()));
             out.push_str(&format!("{name} {}\n", line(row)));
         }
         out
