@@ -31,6 +31,12 @@ use anyhow::{Context, bail};
 use fake_telegram::FakeTelegram;
 
 fn main() -> anyhow::Result<()> {
+    // As the shipped binary does (src/main.rs), so that the bot measured here
+    // runs the model as it does in production.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     let wanted: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with("--")).collect();
     let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|arg| arg == name);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("runtime")?;

@@ -146,7 +146,7 @@ pub fn self_test(engine: &Engine) -> Vec<String> {
     // Each phrasing's own vector is cached, but a phrasing of several
     // sentences also needs each sentence's: embedded one message at a time
     // they made a warm reload take seconds, so they are embedded here in
-    // length-sorted batches and kept in the vector cache for the next reload.
+    // batches and kept in the vector cache for the next reload.
     if let Some((semantic, _)) = &engine.semantic {
         let questions: Vec<Question> =
             phrasings.iter().map(|(_, phrasing)| Question::new(phrasing, &[], None)).collect();

@@ -45,9 +45,9 @@ fn every_reference_vector_is_reproduced_one_by_one_and_in_a_batch() {
         assert_eq!(single.len(), DIMENSIONS);
         let norm: f32 = reference.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
         let alone = cosine(&single, &reference.embedding) / norm;
-        let padded = cosine(batched, &reference.embedding) / norm;
+        let packed = cosine(batched, &reference.embedding) / norm;
         assert!(alone >= 0.9999, "{:?}: cosine {alone}", reference.text);
-        assert!(padded >= 0.9999, "{:?} in a batch: cosine {padded}", reference.text);
+        assert!(packed >= 0.9999, "{:?} in a batch: cosine {packed}", reference.text);
     }
 }
 

@@ -6,7 +6,7 @@
 use super::exemplars::{Class, Exemplars};
 use super::head::{Head, LAMBDA};
 use super::stack::{self, Features, Stack};
-use crate::model::{DIMENSIONS, Semantic, cosine};
+use crate::model::{DIMENSIONS, Semantic, cosines};
 
 /// How many of a class's closest examples are kept per query.
 pub const TOP: usize = 5;
@@ -79,11 +79,10 @@ impl Meaning {
     /// `nearest`, leaving out the example at `skip`.
     fn nearest_except(&self, query: &[f32], skip: Option<usize>) -> Nearest {
         let mut nearest = Nearest { top: [[-1.0; TOP]; Class::ALL.len()], example: [None; Class::ALL.len()] };
-        for (index, (vector, class)) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.classes).enumerate() {
+        for (index, (score, class)) in cosines(query, &self.vectors).into_iter().zip(&self.classes).enumerate() {
             if skip == Some(index) {
                 continue;
             }
-            let score = cosine(query, vector);
             let top = &mut nearest.top[class.index()];
             if score > top[TOP - 1] {
                 if score > top[0] {

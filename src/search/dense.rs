@@ -4,7 +4,7 @@
 //! BENCHMARKS.md), so no approximate index is needed.
 
 use crate::knowledge::KnowledgeBase;
-use crate::model::{DIMENSIONS, Semantic, cosine};
+use crate::model::{DIMENSIONS, Semantic, cosines};
 
 /// The phrasing vectors of one knowledge base. Immutable once built.
 pub struct Dense {
@@ -54,8 +54,7 @@ impl Dense {
         let mut best: Vec<Closeness> =
             (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, mean3: 0.0 }).collect();
         let mut top3 = vec![[f32::MIN; 3]; self.entries];
-        for (vector, &owner) in self.vectors.chunks_exact(DIMENSIONS).zip(&self.owners) {
-            let score = cosine(query, vector);
+        for (score, &owner) in cosines(query, &self.vectors).into_iter().zip(&self.owners) {
             if let Some(top) = top3.get_mut(owner)
                 && score > top[2]
             {
