@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 use crate::engine::Engine;
 use crate::model::Vector;
+use crate::question::Scans;
 use crate::search::Analysis;
 
 /// The decision's weights and thresholds, fitted on the tune part of the
@@ -92,13 +93,21 @@ pub enum Verdict {
 /// The candidates for a message: dense top-k ∪ Tantivy top-k, each with its
 /// features, best first. `vectors` holds the whole message's vector, then
 /// each sentence's.
-pub fn candidates(engine: &Engine, analysis: &Analysis, vectors: &[Vector], thresholds: &Hybrid) -> Vec<Candidate> {
+/// `scans` holds whatever scans were worked out ahead (`question::scan_ahead`).
+pub fn candidates(
+    engine: &Engine,
+    analysis: &Analysis,
+    vectors: &[Vector],
+    scans: &Scans,
+    thresholds: &Hybrid,
+) -> Vec<Candidate> {
     let Some((_, dense)) = &engine.semantic else { return Vec::new() };
     let Some((whole, sentences)) = vectors.split_first() else { return Vec::new() };
-    let whole = dense.closeness(whole);
+    let closeness = |vector: &[f32]| dense.closeness_of(&scans.phrasings(vector, dense.rows()));
+    let whole = closeness(whole);
     let mut sentence: Vec<f32> = whole.iter().map(|closeness| closeness.cosine).collect();
     for vector in sentences {
-        for (best, closeness) in sentence.iter_mut().zip(dense.closeness(vector)) {
+        for (best, closeness) in sentence.iter_mut().zip(closeness(vector)) {
             *best = best.max(closeness.cosine);
         }
     }

@@ -3,9 +3,11 @@
 //! split into sentences, and embedded in one batch. The screen, retrieval,
 //! `--explain` and `eval` all read the same `Question`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use crate::model::{Semantic, Vector};
+use crate::model::{DIMENSIONS, Semantic, Vector, cosines, cosines_many};
 use crate::text::normalize;
 
 /// Messages longer than this are cut before retrieval; Telegram allows 4096.
@@ -39,6 +41,9 @@ pub struct Question {
     pub context_sentences: Vec<String>,
     /// The vectors, when the model is loaded and worked.
     pub vectors: Option<Vectors>,
+    /// Scans worked out ahead for a block of questions (`scan_ahead`);
+    /// empty for a single message, which scans as it goes.
+    pub scans: Scans,
 }
 
 /// A question's sentence vectors.
@@ -77,8 +82,17 @@ impl Question {
             parts.join("\n")
         });
         let context_sentences = context.iter().flat_map(|earlier| screen_sentences(earlier)).collect();
-        let mut question =
-            Question { full, text, normalised, sentences, context, joined, context_sentences, vectors: None };
+        let mut question = Question {
+            full,
+            text,
+            normalised,
+            sentences,
+            context,
+            joined,
+            context_sentences,
+            vectors: None,
+            scans: Scans::default(),
+        };
         if let Some(semantic) = semantic {
             match question.embed(semantic) {
                 Ok(vectors) => question.vectors = Some(vectors),
@@ -126,6 +140,87 @@ impl Question {
             joined: self.joined.as_deref().map(get),
             context: self.context_sentences.iter().map(|text| get(text)).collect(),
         })
+    }
+}
+
+impl Vectors {
+    /// Every vector, once each.
+    fn distinct(&self) -> Vec<&Vector> {
+        let mut out: Vec<&Vector> = Vec::new();
+        let all = std::iter::once(&self.whole)
+            .chain(&self.retrieval)
+            .chain(&self.sentences)
+            .chain(&self.joined)
+            .chain(&self.context);
+        for vector in all {
+            if !out.contains(&vector) {
+                out.push(vector);
+            }
+        }
+        out
+    }
+}
+
+/// A question's vectors' cosines with the phrasings and with the screen's
+/// examples, worked out ahead; each row is found by its vector.
+#[derive(Debug, Default, Clone)]
+pub struct Scans {
+    phrasings: Vec<(Vector, Arc<Vec<f32>>)>,
+    examples: Vec<(Vector, Arc<Vec<f32>>)>,
+}
+
+impl Scans {
+    /// `vector`'s cosine with each of the phrasing vectors `rows`.
+    pub fn phrasings<'a>(&'a self, vector: &[f32], rows: &[f32]) -> Cow<'a, [f32]> {
+        lookup(&self.phrasings, vector, rows)
+    }
+
+    /// `vector`'s cosine with each of the screen's example vectors `rows`.
+    pub fn examples<'a>(&'a self, vector: &[f32], rows: &[f32]) -> Cow<'a, [f32]> {
+        lookup(&self.examples, vector, rows)
+    }
+}
+
+/// The row worked out ahead for `vector`, or a scan now: a vector never
+/// worked out, or worked out against other rows, is scanned.
+fn lookup<'a>(ahead: &'a [(Vector, Arc<Vec<f32>>)], vector: &[f32], rows: &[f32]) -> Cow<'a, [f32]> {
+    match ahead.iter().find(|(key, row)| key.as_slice() == vector && row.len() * DIMENSIONS == rows.len()) {
+        Some((_, row)) => Cow::Borrowed(row),
+        None => Cow::Owned(cosines(vector, rows)),
+    }
+}
+
+/// Works out the scans of a block of questions at once: each pass over the
+/// phrasing and example vectors serves every question of the block, where
+/// one question at a time would read them all again for each (the self-test
+/// of a reload asks thousands). Each row is bit for bit what the question
+/// would have scanned itself.
+pub fn scan_ahead(questions: &mut [Question], phrasings: &[f32], examples: Option<&[f32]>) {
+    let mut distinct: Vec<&Vector> = Vec::new();
+    for vectors in questions.iter().filter_map(|question| question.vectors.as_ref()) {
+        for vector in vectors.distinct() {
+            if !distinct.contains(&vector) {
+                distinct.push(vector);
+            }
+        }
+    }
+    let queries: Vec<&[f32]> = distinct.iter().map(|vector| vector.as_slice()).collect();
+    let rows_of = |rows: &[f32]| -> Vec<(Vector, Arc<Vec<f32>>)> {
+        distinct
+            .iter()
+            .map(|vector| (*vector).clone())
+            .zip(cosines_many(&queries, rows).into_iter().map(Arc::new))
+            .collect()
+    };
+    let phrasings = rows_of(phrasings);
+    let examples = examples.map(rows_of).unwrap_or_default();
+    for question in questions {
+        let Some(vectors) = &question.vectors else { continue };
+        let mine = vectors.distinct();
+        let pick = |all: &[(Vector, Arc<Vec<f32>>)]| -> Vec<(Vector, Arc<Vec<f32>>)> {
+            all.iter().filter(|(vector, _)| mine.contains(&vector)).cloned().collect()
+        };
+        question.scans = Scans { phrasings: pick(&phrasings), examples: pick(&examples) };
     }
 }
 
@@ -232,6 +327,42 @@ mod tests {
             ]
         );
         assert_eq!(Question::new("what is ketamine", &[], None).texts_to_embed(), ["what is ketamine"]);
+    }
+
+    #[test]
+    fn scans_worked_out_ahead_are_what_a_question_would_scan_itself() {
+        let vector =
+            |seed: usize| -> Vector { (0..DIMENSIONS).map(|i| ((seed * 31 + i) as f32 * 0.13).sin()).collect() };
+        let phrasings: Vec<f32> = (0..5).flat_map(vector).collect();
+        let examples: Vec<f32> = (10..13).flat_map(vector).collect();
+        let mut questions: Vec<Question> = (0..2)
+            .map(|seed| {
+                let mut question = Question::new("two words. and more", &[], None);
+                question.vectors = Some(Vectors {
+                    whole: vector(20 + seed),
+                    retrieval: vec![vector(30 + seed), vector(40)],
+                    sentences: vec![vector(30 + seed), vector(40)],
+                    joined: None,
+                    context: Vec::new(),
+                });
+                question
+            })
+            .collect();
+        scan_ahead(&mut questions, &phrasings, Some(&examples));
+        let bits = |row: &[f32]| row.iter().map(|value| value.to_bits()).collect::<Vec<_>>();
+        for (seed, question) in questions.iter().enumerate() {
+            for own in [vector(20 + seed), vector(30 + seed), vector(40)] {
+                let ahead = question.scans.phrasings(&own, &phrasings);
+                assert!(matches!(ahead, Cow::Borrowed(_)), "worked out ahead");
+                assert_eq!(bits(&ahead), bits(&cosines(&own, &phrasings)));
+                assert_eq!(bits(&question.scans.examples(&own, &examples)), bits(&cosines(&own, &examples)));
+            }
+            // Another question's vector, or other rows, are scanned on the spot.
+            let other = vector(21 - seed);
+            assert!(matches!(question.scans.phrasings(&other, &phrasings), Cow::Owned(_)));
+            let fewer = phrasings.get(..DIMENSIONS).unwrap_or_default();
+            assert_eq!(question.scans.phrasings(&vector(40), fewer).len(), 1);
+        }
     }
 
     #[test]

@@ -53,10 +53,15 @@ pub fn respond_in(engine: &Engine, raw: &str, context: &[String]) -> Reply {
 
 /// `respond_in` with other thresholds, for tuning.
 pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: Thresholds) -> Reply {
-    let kb = &engine.kb;
     let question = Question::new(raw, context, engine.semantic.as_ref().map(|(semantic, _)| semantic));
+    respond_to(engine, &question, thresholds)
+}
+
+/// The reply to a question already prepared (and perhaps scanned ahead).
+fn respond_to(engine: &Engine, question: &Question, thresholds: Thresholds) -> Reply {
+    let kb = &engine.kb;
     // Safety first, on the whole message and the chat's last few.
-    let verdict = crate::safety::judge(engine.safety, engine.meaning.as_ref(), &question).verdict;
+    let verdict = crate::safety::judge(engine.safety, engine.meaning.as_ref(), question).verdict;
     match verdict {
         Verdict::Crisis(kind) => return crisis(kb, kind),
         Verdict::Refusal(_) => return refusal(engine, &question.text),
@@ -72,7 +77,7 @@ pub fn respond_with(engine: &Engine, raw: &str, context: &[String], thresholds: 
         // and buttons handle those); here it asks nothing.
         no_match(kb, None)
     } else if engine.semantic.is_some() {
-        hybrid(engine, &question, &thresholds.hybrid)
+        hybrid(engine, question, &thresholds.hybrid)
     } else {
         decide(engine, &focus(engine, &question.text), thresholds)
     };
@@ -171,21 +176,40 @@ pub fn self_test(engine: &Engine) -> Vec<String> {
     })
 }
 
+/// Phrasings the self-test prepares and scans together (`scan_ahead`).
+const SELF_TEST_BLOCK: usize = 64;
+
 fn self_test_some(engine: &Engine, phrasings: &[(&str, &str)]) -> Vec<String> {
     let mut failures = Vec::new();
-    for &(id, phrasing) in phrasings {
-        let reply = respond(engine, phrasing);
-        if reply.kind == Kind::Answer && reply.entry.as_deref() == Some(id) {
-            continue;
+    for block in phrasings.chunks(SELF_TEST_BLOCK) {
+        let semantic = engine.semantic.as_ref().map(|(semantic, _)| semantic);
+        let mut questions: Vec<Question> =
+            block.iter().map(|(_, phrasing)| Question::new(phrasing, &[], semantic)).collect();
+        if let Some((_, dense)) = &engine.semantic {
+            let examples = engine.meaning.as_ref().map(|meaning| meaning.rows());
+            crate::question::scan_ahead(&mut questions, dense.rows(), examples);
         }
-        let got = match (&reply.entry, reply.kind) {
-            (Some(other), _) => format!("answer `{other}`"),
-            (None, Kind::Clarify) => format!("clarify [{}]", reply.suggestions.join(", ")),
-            (None, kind) => kind.as_str().to_owned(),
-        };
-        failures.push(format!("self-test: entry `{id}`: {phrasing:?} gets {got}"));
+        for (&(id, phrasing), question) in block.iter().zip(&questions) {
+            if let Some(failure) = self_test_one(engine, id, phrasing, question) {
+                failures.push(failure);
+            }
+        }
     }
     failures
+}
+
+/// Why `phrasing` (prepared as `question`) fails to get its own entry `id`, if it does.
+fn self_test_one(engine: &Engine, id: &str, phrasing: &str, question: &Question) -> Option<String> {
+    let reply = respond_to(engine, question, THRESHOLDS);
+    if reply.kind == Kind::Answer && reply.entry.as_deref() == Some(id) {
+        return None;
+    }
+    let got = match (&reply.entry, reply.kind) {
+        (Some(other), _) => format!("answer `{other}`"),
+        (None, Kind::Clarify) => format!("clarify [{}]", reply.suggestions.join(", ")),
+        (None, kind) => kind.as_str().to_owned(),
+    };
+    Some(format!("self-test: entry `{id}`: {phrasing:?} gets {got}"))
 }
 
 /// A human-readable account of how `raw` was analysed and ranked: the
@@ -320,7 +344,7 @@ fn candidates(
     thresholds: &crate::decide::Hybrid,
 ) -> Vec<crate::decide::Candidate> {
     let analysis = engine.index.analyze(&question.text);
-    crate::decide::candidates(engine, &analysis, &retrieval_vectors(question), thresholds)
+    crate::decide::candidates(engine, &analysis, &retrieval_vectors(question), &question.scans, thresholds)
 }
 
 fn hybrid(engine: &Engine, question: &Question, thresholds: &crate::decide::Hybrid) -> Reply {

@@ -36,7 +36,8 @@ pub type Vector = Vec<f32>;
 
 /// Cosine similarity of two normalised vectors: their dot product.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    dot(a, b)
+    let [score] = dots(a, [b]);
+    score
 }
 
 /// The cosine of `query` with each vector of `rows` (row-major, `DIMENSIONS`
@@ -46,28 +47,117 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// mostly these scans.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
 pub fn cosines(query: &[f32], rows: &[f32]) -> Vec<f32> {
-    rows.chunks_exact(DIMENSIONS).map(|row| dot(query, row)).collect()
+    let mut out = Vec::with_capacity(rows.len() / DIMENSIONS);
+    let (groups, rest) = rows.as_chunks::<{ DIMENSIONS * ROWS_AT_ONCE }>();
+    for group in groups {
+        out.extend(dots(query, rows_of(group)));
+    }
+    for row in rest.chunks_exact(DIMENSIONS) {
+        out.extend(dots(query, [row]));
+    }
+    out
 }
 
-// Inlined into each of `cosines`' versions, so that it is compiled for its
-// instruction set.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Independent running sums that the compiler keeps in vector registers: a
-    // single running sum makes every addition wait for the one before, which
-    // made the dense scan several times slower.
-    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(x, y)| x * y).sum();
-    let mut sums = [0f32; LANES];
-    for (x, y) in a_lanes.zip(b_lanes) {
-        for ((sum, x), y) in sums.iter_mut().zip(x).zip(y) {
-            *sum += x * y;
+/// `cosines` for many queries at once: one row of cosines per query, each
+/// value bit for bit what `cosines` gives (the same arithmetic for every
+/// pair). A block of queries shares each pass over `rows`, so the vectors
+/// come from memory once per block instead of once per query: the self-test
+/// of a reload scans the same rows for every phrasing.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+pub fn cosines_many(queries: &[&[f32]], rows: &[f32]) -> Vec<Vec<f32>> {
+    let count = rows.len() / DIMENSIONS;
+    let mut out: Vec<Vec<f32>> = queries.iter().map(|_| Vec::with_capacity(count)).collect();
+    let (groups, rest) = rows.as_chunks::<{ DIMENSIONS * ROWS_AT_ONCE }>();
+    for (block, outs) in queries.chunks(QUERY_BLOCK).zip(out.chunks_mut(QUERY_BLOCK)) {
+        for group in groups {
+            let group = rows_of(group);
+            for (query, out) in block.iter().zip(outs.iter_mut()) {
+                out.extend(dots(query, group));
+            }
+        }
+        for row in rest.chunks_exact(DIMENSIONS) {
+            for (query, out) in block.iter().zip(outs.iter_mut()) {
+                out.extend(dots(query, [row]));
+            }
         }
     }
-    sums.iter().sum::<f32>() + tail
+    out
 }
 
-const LANES: usize = 32;
+/// Queries per pass of `cosines_many`: they stay in the first-level cache
+/// while a group of rows is read (16 × 1.5 KB).
+const QUERY_BLOCK: usize = 16;
+
+/// Rows a scan reads at once. Each dot product's additions wait on one
+/// another; four independent ones overlap, where a single one left the
+/// adders idle most of the time.
+const ROWS_AT_ONCE: usize = 8;
+
+/// The running sums of a dot product: one 512-bit register, or two 256-bit.
+const LANES: usize = 16;
+
+fn rows_of(group: &[f32; DIMENSIONS * ROWS_AT_ONCE]) -> [&[f32]; ROWS_AT_ONCE] {
+    let (rows, _) = group.as_chunks::<DIMENSIONS>();
+    std::array::from_fn(|index| rows.get(index).map_or(&[][..], |row| &row[..]))
+}
+
+/// The dot products of `query` with each of `rows`. Every pair gets the same
+/// arithmetic in the same order, however many rows come at once: `LANES`
+/// running sums, added up pairwise at the end. Inlined into each version of
+/// the scans, so that it is compiled for its instruction set.
+#[inline(always)]
+fn dots<const N: usize>(query: &[f32], rows: [&[f32]; N]) -> [f32; N] {
+    // Fixed lengths let the compiler drop every bounds check and unroll;
+    // vectors are always `DIMENSIONS` long, the general case is for safety.
+    match (fixed(query), rows.map(fixed)) {
+        (Some(query), fixed_rows) if fixed_rows.iter().all(Option::is_some) => {
+            dots_fixed(query, fixed_rows.map(|row| row.unwrap_or(query)))
+        }
+        _ => rows.map(|row| dot_any(query, row)),
+    }
+}
+
+fn fixed(vector: &[f32]) -> Option<&[f32; DIMENSIONS]> {
+    vector.try_into().ok()
+}
+
+/// `dots` of vectors of the model's length.
+#[inline(always)]
+fn dots_fixed<const N: usize>(query: &[f32; DIMENSIONS], rows: [&[f32; DIMENSIONS]; N]) -> [f32; N] {
+    let (query, _) = query.as_chunks::<LANES>();
+    let rows = rows.map(|row| row.as_chunks::<LANES>().0);
+    let mut sums = [[0f32; LANES]; N];
+    for chunk in 0..DIMENSIONS / LANES {
+        for (sum, row) in sums.iter_mut().zip(&rows) {
+            for lane in 0..LANES {
+                sum[lane] += query[chunk][lane] * row[chunk][lane];
+            }
+        }
+    }
+    sums.map(|sum| pairwise(&sum))
+}
+
+/// The same arithmetic as `dots_fixed` for any lengths (extra values of the
+/// longer one are ignored).
+fn dot_any(query: &[f32], row: &[f32]) -> f32 {
+    let mut sum = [0f32; LANES];
+    let (query_chunks, query_tail) = query.as_chunks::<LANES>();
+    let (row_chunks, row_tail) = row.as_chunks::<LANES>();
+    for (q, r) in query_chunks.iter().zip(row_chunks) {
+        for lane in 0..LANES {
+            sum[lane] += q[lane] * r[lane];
+        }
+    }
+    pairwise(&sum) + query_tail.iter().zip(row_tail).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// The sum of the lanes, halving the width at each step.
+#[inline(always)]
+fn pairwise(lanes: &[f32; LANES]) -> f32 {
+    let half: [f32; 8] = std::array::from_fn(|lane| lanes[lane] + lanes[lane + 8]);
+    let quarter: [f32; 4] = std::array::from_fn(|lane| half[lane] + half[lane + 4]);
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+}
 
 /// The loaded model: tokenizer and encoder weights. Immutable and shareable
 /// across threads; one call embeds a batch of texts.
@@ -369,6 +459,27 @@ mod tests {
         for (score, row) in scanned.iter().zip(rows.chunks_exact(DIMENSIONS)) {
             let plain: f32 = query.iter().zip(row).map(|(a, b)| a * b).sum();
             assert!((score - plain).abs() < 1e-3, "{score} against {plain}");
+        }
+    }
+
+    #[test]
+    fn many_queries_get_exactly_what_one_at_a_time_gets() {
+        // More queries than one block, and a last block that is not full.
+        let queries: Vec<Vec<f32>> = (0..QUERY_BLOCK + 3)
+            .map(|q| (0..DIMENSIONS).map(|i| ((q * 7 + i) as f32 * 0.37).sin()).collect())
+            .collect();
+        let rows: Vec<f32> = (0..DIMENSIONS * 9).map(|i| (i as f32 * 0.11).cos()).collect();
+        let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+        let many = cosines_many(&refs, &rows);
+        assert_eq!(many.len(), queries.len());
+        for (query, row) in queries.iter().zip(&many) {
+            let one = cosines(query, &rows);
+            assert_eq!(row.len(), 9);
+            // Bit for bit: the self-test must see the scores a reply sees.
+            assert!(row.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()), "{row:?} against {one:?}");
+            // A row in a group of `ROWS_AT_ONCE` and the same row alone agree too.
+            let alone = cosines(query, rows.get(..DIMENSIONS).unwrap_or_default());
+            assert_eq!(alone.first().map(|a| a.to_bits()), row.first().map(|a| a.to_bits()));
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cache::VectorCache;
-pub use embed::{DIMENSIONS, Embedder, MAX_TOKENS, Vector, cosine, cosines};
+pub use embed::{DIMENSIONS, Embedder, MAX_TOKENS, Vector, cosine, cosines, cosines_many};
 
 /// The SHA-256 of the model's weights: vectors cached under another model's
 /// checksum are never used.

@@ -10,7 +10,7 @@ use super::exemplars::Class;
 use super::meaning::{Meaning, Nearest};
 use super::{Crisis, Refusal, Screen, Verdict};
 use crate::model::Vector;
-use crate::question::Question;
+use crate::question::{Question, Scans};
 
 /// The rule's thresholds, fitted on tests/data/safety/safety-tune.jsonl only
 /// (SAFETY.md gives the figures on the held-out quarter).
@@ -127,11 +127,14 @@ pub fn unit_texts(question: &Question) -> Vec<(UnitKind, &str, &Vector)> {
 
 /// Every unit of `question` read by meaning; empty without the model.
 pub fn units(meaning: &Meaning, question: &Question) -> Vec<Unit> {
-    unit_texts(question).into_iter().map(|(kind, text, vector)| read(meaning, kind, text, vector)).collect()
+    unit_texts(question)
+        .into_iter()
+        .map(|(kind, text, vector)| read(meaning, &question.scans, kind, text, vector))
+        .collect()
 }
 
-fn read(meaning: &Meaning, kind: UnitKind, text: &str, vector: &[f32]) -> Unit {
-    let nearest = meaning.nearest(vector);
+fn read(meaning: &Meaning, scans: &Scans, kind: UnitKind, text: &str, vector: &[f32]) -> Unit {
+    let nearest = meaning.nearest_of(&scans.examples(vector, meaning.rows()), None);
     Unit { kind, text: text.to_owned(), nearest, head: meaning.head(vector), calibrated: meaning.calibrated(&nearest) }
 }
 
@@ -355,7 +358,7 @@ pub fn judge(screen: &Screen, meaning: Option<&Meaning>, question: &Question) ->
         // A unit without a letter ("1 2", "!!!") gives the model nothing to
         // read: its closest examples would be noise. The patterns still see it.
         let lettered = unit_texts(question).into_iter().filter(|(_, text, _)| text.chars().any(char::is_alphabetic));
-        for unit in lettered.map(|(kind, text, vector)| read(meaning, kind, text, vector)) {
+        for unit in lettered.map(|(kind, text, vector)| read(meaning, &question.scans, kind, text, vector)) {
             reasons.push(describe(&unit, rule));
             match signal(&unit, rule) {
                 Signal::Danger(class) if lowerable(class, &unit.text) => {

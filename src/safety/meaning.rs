@@ -6,7 +6,10 @@
 use super::exemplars::{Class, Exemplars};
 use super::head::{Head, LAMBDA};
 use super::stack::{self, Features, Stack};
-use crate::model::{DIMENSIONS, Semantic, cosines};
+use crate::model::{DIMENSIONS, Semantic, cosines, cosines_many};
+
+/// Examples scanned together by `leave_one_out`.
+const LEAVE_ONE_OUT_BLOCK: usize = 256;
 
 /// How many of a class's closest examples are kept per query.
 pub const TOP: usize = 5;
@@ -71,15 +74,21 @@ impl Meaning {
         self.classes.is_empty()
     }
 
-    /// The closest examples of every class to `query`.
-    pub fn nearest(&self, query: &[f32]) -> Nearest {
-        self.nearest_except(query, None)
+    /// Every example's vector, row-major: what a message is scanned against.
+    pub fn rows(&self) -> &[f32] {
+        &self.vectors
     }
 
-    /// `nearest`, leaving out the example at `skip`.
-    fn nearest_except(&self, query: &[f32], skip: Option<usize>) -> Nearest {
+    /// The closest examples of every class to `query`.
+    pub fn nearest(&self, query: &[f32]) -> Nearest {
+        self.nearest_of(&cosines(query, &self.vectors), None)
+    }
+
+    /// `nearest` from a query's cosine with each example (`rows` order),
+    /// leaving out the example at `skip`.
+    pub fn nearest_of(&self, scanned: &[f32], skip: Option<usize>) -> Nearest {
         let mut nearest = Nearest { top: [[-1.0; TOP]; Class::ALL.len()], example: [None; Class::ALL.len()] };
-        for (index, (score, class)) in cosines(query, &self.vectors).into_iter().zip(&self.classes).enumerate() {
+        for (index, (&score, class)) in scanned.iter().zip(&self.classes).enumerate() {
             if skip == Some(index) {
                 continue;
             }
@@ -108,15 +117,18 @@ impl Meaning {
     /// Every example's calibrator inputs as a message would see them, its
     /// own vector left out, with its class: what `faqbot fit-screen` fits.
     pub fn leave_one_out(&self, progress: impl Fn(usize)) -> Vec<(Features, Class)> {
-        self.vectors
-            .chunks_exact(DIMENSIONS)
-            .zip(&self.classes)
-            .enumerate()
-            .map(|(index, (vector, class))| {
-                progress(index);
-                (stack::features(&self.nearest_except(vector, Some(index))), *class)
-            })
-            .collect()
+        let vectors: Vec<&[f32]> = self.vectors.chunks_exact(DIMENSIONS).collect();
+        let mut out = Vec::with_capacity(vectors.len());
+        // In blocks, each scanned in one pass over the examples (`cosines_many`).
+        for (block, start) in vectors.chunks(LEAVE_ONE_OUT_BLOCK).zip((0..).step_by(LEAVE_ONE_OUT_BLOCK)) {
+            progress(start);
+            for ((offset, scanned), class) in
+                cosines_many(block, &self.vectors).iter().enumerate().zip(self.classes.iter().skip(start))
+            {
+                out.push((stack::features(&self.nearest_of(scanned, Some(start + offset))), *class));
+            }
+        }
+        out
     }
 
     /// An example's class and text, for `--explain`.

@@ -49,12 +49,23 @@ impl Dense {
         Ok(Self { vectors: flat, owners, entries: kb.entries.len(), embedded })
     }
 
+    /// Every phrasing's vector, row-major: what a question is scanned against.
+    pub fn rows(&self) -> &[f32] {
+        &self.vectors
+    }
+
     /// Every entry's closeness to one query vector, by entry index.
     pub fn closeness(&self, query: &[f32]) -> Vec<Closeness> {
+        self.closeness_of(&cosines(query, &self.vectors))
+    }
+
+    /// Every entry's closeness, from a query's cosine with each phrasing
+    /// (`rows` order).
+    pub fn closeness_of(&self, scanned: &[f32]) -> Vec<Closeness> {
         let mut best: Vec<Closeness> =
             (0..self.entries).map(|entry| Closeness { entry, cosine: f32::MIN, mean3: 0.0 }).collect();
         let mut top3 = vec![[f32::MIN; 3]; self.entries];
-        for (score, &owner) in cosines(query, &self.vectors).into_iter().zip(&self.owners) {
+        for (&score, &owner) in scanned.iter().zip(&self.owners) {
             if let Some(top) = top3.get_mut(owner)
                 && score > top[2]
             {
