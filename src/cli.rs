@@ -23,6 +23,21 @@ use crate::knowledge::{self, LoadError};
 use crate::model::Semantic;
 use crate::telegram;
 
+/// `println!` that fails instead of panicking when standard output is
+/// closed (`faqbot eval … | head`); `main` then ends quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).context("writing standard output")?
+    };
+}
+
+/// `print!` with `say!`'s handling of a closed standard output.
+macro_rules! say_part {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*).context("writing standard output")?
+    };
+}
+
 /// Exit code when the command ran and found problems (or fell below a floor).
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code when the command could not run at all.
@@ -277,11 +292,20 @@ pub fn main() -> ExitCode {
     init_logging(matches!(cli.command, Command::Serve { .. }));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
+        // Whoever read the output stopped early (`| head`): nothing went wrong.
+        Err(error) if closed_output(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("faqbot: error: {error:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone.
+fn closed_output(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(serving: bool) {
@@ -323,13 +347,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let connection = crate::store::Store::open_read_only(data)?;
             let check: String =
                 connection.query_row("PRAGMA quick_check", [], |row| row.get(0)).context("checking the database")?;
-            println!("Database {}: integrity {check}\n", data.display());
+            say!("Database {}: integrity {check}\n", data.display());
             let now = std::time::SystemTime::now();
             let stats = crate::store::stats(&connection, now).context("reading the database")?;
             let engine = Engine::load_with(&cli.knowledge, semantic(cli, ModelUse::IfInstalled)?)
                 .context("the nearest entries need the knowledge base; pass --knowledge DIR")?;
             let grouping = crate::report::unanswered(&engine, &connection, now, *days)?;
-            println!("{}\n\n{}", crate::store::render_stats(&stats), crate::report::render(&grouping));
+            say!("{}\n\n{}", crate::store::render_stats(&stats), crate::report::render(&grouping));
             Ok(0)
         }
         Command::Suggest { data, days, out, force, min_count } => {
@@ -342,7 +366,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 knowledge: cli.knowledge.clone(),
             };
             let origin = format!("database {}", data.display());
-            println!("{}", crate::report::run_suggest(&engine, &connection, &origin, *days, &options)?);
+            say!("{}", crate::report::run_suggest(&engine, &connection, &origin, *days, &options)?);
             Ok(0)
         }
         Command::Serve {
@@ -386,7 +410,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 model: semantic.dir(),
                 runs: (*runs).max(1),
             };
-            println!("{}", crate::bench::targets::run(&setup)?);
+            say!("{}", crate::bench::targets::run(&setup)?);
             Ok(0)
         }
         Command::Bench { questions, medquad, scales, targets: false, .. } => {
@@ -397,14 +421,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 scales,
                 semantic(cli, ModelUse::IfInstalled)?,
             )?;
-            println!("{report}");
+            say!("{report}");
             Ok(0)
         }
         Command::BenchScale { medquad, entries } => {
-            println!(
-                "{}",
-                crate::bench::scale(&cli.knowledge, medquad, *entries, semantic(cli, ModelUse::IfInstalled)?)?
-            );
+            say!("{}", crate::bench::scale(&cli.knowledge, medquad, *entries, semantic(cli, ModelUse::IfInstalled)?)?);
             Ok(0)
         }
         Command::BenchPart { part, questions, medquad } => {
@@ -416,7 +437,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 }
                 (BenchPart::Medquad, None) => anyhow::bail!("bench-part medquad needs --medquad FILE"),
             };
-            print!("{report}");
+            say_part!("{report}");
             Ok(0)
         }
         Command::Model { action } => model(action, cli.model.as_deref()),
@@ -433,7 +454,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 crate::eval_safety::write_units(&engine, &cases, path)?;
             }
             let report = crate::eval_safety::evaluate(&engine, &cases)?;
-            print!("{}", report.render(!quiet));
+            say_part!("{}", report.render(!quiet));
             let mut below = Vec::new();
             if let Some(floor) = min_danger_recall
                 && report.danger_recall() < *floor
@@ -469,12 +490,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 eval::write_features(&engine, &cases, path)?;
             }
             let report = eval::evaluate(&engine, &cases);
-            print!("{}", report.render(!quiet));
+            say_part!("{}", report.render(!quiet));
             if engine.semantic.is_some() {
                 // The same set without the model, for comparison.
                 let lexical = Engine::new(engine.kb.clone())?;
                 let baseline = eval::evaluate(&lexical, &cases);
-                print!("\n{}", report.side_by_side("hybrid", &baseline, "lexical-only"));
+                say_part!("\n{}", report.side_by_side("hybrid", &baseline, "lexical-only"));
             }
             let mut below = Vec::new();
             if let Some(floor) = min_accuracy
@@ -589,21 +610,21 @@ fn model(action: &ModelCommand, given: Option<&Path>) -> anyhow::Result<u8> {
             if !report.already_present.is_empty() {
                 sources.push(format!("{} file(s) already there", report.already_present.len()));
             }
-            println!("model {MODEL_NAME} installed and verified in {}: {}", dir.display(), sources.join(", "));
+            say!("model {MODEL_NAME} installed and verified in {}: {}", dir.display(), sources.join(", "));
             Ok(0)
         }
         ModelCommand::Status => {
             let status = fetch::status(&dir);
-            println!("model {MODEL_NAME} in {}:", dir.display());
+            say!("model {MODEL_NAME} in {}:", dir.display());
             for file in &status.files {
                 match file.state {
-                    FileState::Ok => println!("  ok       {}", file.file.path),
-                    FileState::Missing => println!("  missing  {}", file.file.path),
-                    _ => println!("  bad      {file}"),
+                    FileState::Ok => say!("  ok       {}", file.file.path),
+                    FileState::Missing => say!("  missing  {}", file.file.path),
+                    _ => say!("  bad      {file}"),
                 }
             }
             if status.is_complete() {
-                println!("installed and verified");
+                say!("installed and verified");
                 return Ok(0);
             }
             let missing = status.problems().filter(|file| file.state == FileState::Missing).count();
@@ -797,11 +818,11 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
             let engine = Engine::build(kb, semantic)?;
             let failures = crate::responder::self_test(&engine);
             if failures.is_empty() {
-                println!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
+                say!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
                 return Ok(0);
             }
             for failure in &failures {
-                println!("{failure}");
+                say!("{failure}");
             }
             eprintln!(
                 "{}: {} phrasing(s) do not retrieve their own entry; reword them or make them more distinct",
@@ -812,7 +833,7 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
         }
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems.problems {
-                println!("{problem}");
+                say!("{problem}");
             }
             eprintln!("{}: {} problem(s); nothing was loaded", dir.display(), problems.problems.len());
             Ok(EXIT_PROBLEMS)
@@ -844,10 +865,10 @@ fn import_faq(
         eprintln!("{}: note: {note}", file.display());
     }
     for problem in &report.problems {
-        println!("{problem}");
+        say!("{problem}");
     }
     for problem in &report.check_problems {
-        println!("{problem}");
+        say!("{problem}");
     }
     eprintln!("{}: {}", file.display(), report.stats);
     if report.written.is_empty() {
@@ -855,7 +876,7 @@ fn import_faq(
         return Ok(EXIT_PROBLEMS);
     }
     if report.is_clean() {
-        println!("wrote {}; next: `faqbot --knowledge {} check`", out.display(), out.display());
+        say!("wrote {}; next: `faqbot --knowledge {} check`", out.display(), out.display());
         return Ok(0);
     }
     eprintln!(

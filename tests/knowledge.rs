@@ -462,6 +462,23 @@ fn check_prints_a_summary_and_exits_zero_on_the_shipped_knowledge() {
 }
 
 #[test]
+fn output_closed_early_ends_the_command_quietly() {
+    // `faqbot check | head -0`: the reader is gone before the summary line
+    // is written. That used to panic (exit 101) in `println!`.
+    let mut child = bin::faqbot()
+        .args(["--lexical-only", "check"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run faqbot");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for faqbot");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn check_lists_problems_as_path_line_col_and_exits_one() {
     let dir = fixture(&[
         ("sources.toml", SOURCES.to_owned()),
