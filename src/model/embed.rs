@@ -89,12 +89,14 @@ pub fn cosines_many(queries: &[&[f32]], rows: &[f32]) -> Vec<Vec<f32>> {
 const QUERY_BLOCK: usize = 16;
 
 /// Rows a scan reads at once. Each dot product's additions wait on one
-/// another; four independent ones overlap, where a single one left the
+/// another; eight independent ones overlap, where a single one left the
 /// adders idle most of the time.
 const ROWS_AT_ONCE: usize = 8;
 
 /// The running sums of a dot product: one 512-bit register, or two 256-bit.
 const LANES: usize = 16;
+// `pairwise` adds up exactly this many lanes.
+const _: () = assert!(LANES == 16);
 
 fn rows_of(group: &[f32; DIMENSIONS * ROWS_AT_ONCE]) -> [&[f32]; ROWS_AT_ONCE] {
     let (rows, _) = group.as_chunks::<DIMENSIONS>();
