@@ -903,7 +903,7 @@ fn export_faq(dir: &Path, format: crate::import::Format, out: Option<&Path>) -> 
 }
 
 /// `fit-screen`: every safety example's nearest others, then the calibrator
-/// fitted to them, written.
+/// fitted to them, written atomically (`report::write_atomically`).
 fn fit_screen(cli: &Cli, out: &Path) -> anyhow::Result<u8> {
     let semantic = semantic(cli, ModelUse::Required)?.context("fit-screen needs the model")?;
     let engine = Engine::load_with(&cli.knowledge, Some(semantic))?;

@@ -181,8 +181,8 @@ const SELF_TEST_BLOCK: usize = 64;
 
 fn self_test_some(engine: &Engine, phrasings: &[(&str, &str)]) -> Vec<String> {
     let mut failures = Vec::new();
+    let semantic = engine.semantic.as_ref().map(|(semantic, _)| semantic);
     for block in phrasings.chunks(SELF_TEST_BLOCK) {
-        let semantic = engine.semantic.as_ref().map(|(semantic, _)| semantic);
         let mut questions: Vec<Question> =
             block.iter().map(|(_, phrasing)| Question::new(phrasing, &[], semantic)).collect();
         if let Some((_, dense)) = &engine.semantic {
