@@ -14,7 +14,8 @@
 //! - `coverage`: the weighted share of the message's informative words the
 //!   entry contains (the lexical signal: it is what notices an unknown word
 //!   such as a drug the knowledge base never mentions);
-//! - `exact`: some phrasing says exactly what the message says.
+//! - `exact`: some phrasing says exactly what the message says (it answers
+//!   only at a cosine of `EXACT_FLOOR` or more).
 
 use std::collections::HashMap;
 
@@ -42,6 +43,11 @@ pub struct Hybrid {
 }
 
 pub const HYBRID: Hybrid = Hybrid { sentence: 0.1, mean3: 0.5, lexical: 0.6, answer: 1.5, gap: 0.1 };
+
+/// An exact lexical match answers only this close in meaning: one common
+/// word can be all of a short phrasing ("see you" is every informative word
+/// of "who can see my questions", cosine 0.43).
+const EXACT_FLOOR: f32 = 0.5;
 
 /// Dense candidates kept per message, before the lexical ones are added.
 const DENSE_CANDIDATES: usize = 12;
@@ -158,7 +164,7 @@ pub fn decide(candidates: &[Candidate], thresholds: &Hybrid) -> Verdict {
     let Some(first) = candidates.first() else {
         return Verdict::NoMatch { reason: "no candidates" };
     };
-    if first.exact || first.whole >= 0.999 {
+    if (first.exact && first.whole >= EXACT_FLOOR) || first.whole >= 0.999 {
         return Verdict::Answer { entry: first.entry, reason: "says exactly what one of its phrasings says" };
     }
     if first.score < thresholds.answer {

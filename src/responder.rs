@@ -450,25 +450,33 @@ fn plain(kind: Kind, text: String) -> Reply {
 }
 
 /// One kind of small talk: a message of nothing but `keys` and `fillers`,
-/// with at least one key, gets the message `pick` chooses.
+/// with at least one key, or one of `phrases`, gets the message `pick`
+/// chooses.
 struct Smalltalk {
     keys: &'static [&'static str],
     fillers: &'static [&'static str],
+    phrases: &'static [&'static str],
     pick: fn(&crate::knowledge::Messages) -> &String,
 }
+
+/// Words that go with any kind of small talk ("cheers mate", "morning all").
+const ADDRESSED: &[&str] = &["bot", "mate", "all", "everyone", "folks", "again", "ok", "okay"];
 
 const SMALLTALK: &[Smalltalk] = &[
     Smalltalk {
         keys: &["thanks", "thank", "thx", "ty", "tysm", "cheers", "appreciate", "appreciated", "helpful"],
         fillers: &[
-            "it", "that", "this", "so", "very", "much", "a", "lot", "great", "you", "ok", "okay", "cool", "nice",
-            "got", "perfect", "helped", "helps", "really", "was", "has", "been", "info", "answer", "answers",
+            "it", "that", "thats", "this", "so", "very", "much", "a", "lot", "bunch", "great", "you", "youve", "cool",
+            "nice", "got", "perfect", "helped", "helps", "really", "was", "has", "been", "info", "answer", "answers",
+            "for", "the", "your", "help",
         ],
+        phrases: &[],
         pick: |messages| &messages.thanks,
     },
     Smalltalk {
-        keys: &["bye", "goodbye", "later", "cya", "night"],
-        fillers: &["see", "you", "good", "take", "care", "ok", "okay"],
+        keys: &["bye", "goodbye", "later", "cya", "night", "goodnight", "ttyl", "farewell"],
+        fillers: &["see", "you", "good", "take", "care", "for", "now", "then", "thanks", "thank"],
+        phrases: &["have a good one", "have a good day", "have a nice day", "have a good night"],
         pick: |messages| &messages.goodbye,
     },
     Smalltalk {
@@ -486,20 +494,43 @@ const SMALLTALK: &[Smalltalk] = &[
             "greetings",
             "sup",
         ],
-        fillers: &["good", "there", "how", "are", "you", "doing", "whats", "up", "bot", "again"],
+        fillers: &["good", "there", "how", "are", "you", "doing", "whats", "up"],
+        phrases: &[],
         pick: |messages| &messages.greeting,
     },
 ];
 
-/// A reply when the whole message is a greeting, thanks or goodbye.
+/// Longer messages are never small talk: they say something more.
+const SMALLTALK_WORDS: usize = 8;
+
+/// A reply when the whole message is a greeting, thanks, goodbye or a
+/// command to stop.
 fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
-    let words: Vec<&str> = normalised.split(' ').collect();
-    if words.len() > 6 {
+    if crate::text::is_bot_command(normalised) {
+        // The bot only ever replies, so "stop" is a goodbye.
+        return Some(plain(Kind::Smalltalk, kb.messages.goodbye.clone()));
+    }
+    let words: Vec<String> = normalised.split(' ').map(unstretched).collect();
+    if words.len() > SMALLTALK_WORDS {
         return None;
     }
+    let among = |list: &[&str], word: &str| list.iter().any(|item| unstretched(item) == word);
     let kind = SMALLTALK.iter().find(|kind| {
-        words.iter().all(|word| kind.keys.contains(word) || kind.fillers.contains(word))
-            && words.iter().any(|word| kind.keys.contains(word))
+        kind.phrases.contains(&normalised)
+            || (words.iter().all(|word| among(kind.keys, word) || among(kind.fillers, word) || among(ADDRESSED, word))
+                && words.iter().any(|word| among(kind.keys, word)))
     })?;
     Some(plain(Kind::Smalltalk, (kind.pick)(&kb.messages).clone()))
+}
+
+/// A word with each run of one letter cut to a single letter, so that
+/// "heyyy", "byee" and "goodnight" compare with "hey", "bye", "godnight".
+fn unstretched(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for ch in word.chars() {
+        if !out.ends_with(ch) {
+            out.push(ch);
+        }
+    }
+    out
 }

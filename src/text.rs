@@ -31,6 +31,47 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// Whole messages that tell the bot to stop or sign off ("stop", "quit",
+/// "take care"), as `normalize` leaves them. Alone, such a word reads close to
+/// "I want it all to stop" for the model; as the entire message it is a
+/// command. An exact list, not a bag of words: "end it" and "i quit" are not
+/// commands.
+const BOT_COMMANDS: &[&str] = &[
+    "stop",
+    "stop please",
+    "please stop",
+    "stop it",
+    "stop bot",
+    "stop the bot",
+    "stop messaging me",
+    "stop sending me messages",
+    "quit",
+    "quit bot",
+    "exit",
+    "exit bot",
+    "exit chat",
+    "exit the chat",
+    "end",
+    "end chat",
+    "end the chat",
+    "close chat",
+    "close the chat",
+    "close this chat",
+    "cancel",
+    "unsubscribe",
+    "take care",
+    "take care bot",
+    "take care of yourself",
+    "see you",
+    "see ya",
+];
+
+/// Whether a normalised message is nothing but a command to stop or a
+/// sign-off (`BOT_COMMANDS`).
+pub fn is_bot_command(normalised: &str) -> bool {
+    BOT_COMMANDS.contains(&normalised)
+}
+
 /// Pushes `ch` with the accent removed for the Latin letters people commonly
 /// type with accents; anything else goes in unchanged.
 fn push_folded(out: &mut String, ch: char) {

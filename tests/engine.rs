@@ -61,6 +61,21 @@ fn greets_and_thanks() {
     check("hi", Kind::Smalltalk, None);
     check("thank you so much!", Kind::Smalltalk, None);
     check("bye", Kind::Smalltalk, None);
+    // Stretched letters, emoji and a word of address are still small talk.
+    for text in ["heyyy 👋", "morning all", "cheers mate", "thx a bunch", "goodnight", "ok bye for now"] {
+        check(text, Kind::Smalltalk, None);
+    }
+    // A question after the thanks is a question.
+    let reply = responder::respond(engine(), "thanks, how long does an infusion take?");
+    assert_eq!(reply.kind, Kind::Answer, "{reply:#?}");
+}
+
+/// "see u" is every informative word of the phrasing "who can see my
+/// questions", yet far from it in meaning: one shared word is no answer.
+#[test]
+fn one_shared_word_is_not_an_exact_match() {
+    let reply = responder::respond(engine(), "see u");
+    assert_ne!(reply.kind, Kind::Answer, "{reply:#?}");
 }
 
 #[test]

@@ -187,6 +187,27 @@ fn false_alarms_are_lowered_to_an_answer_with_the_crisis_lines() {
     }
 }
 
+/// Alone, "stop" or "quit" reads to the model like "make it all stop". As
+/// the whole message it is a command to the bot: a goodbye, with the
+/// check-in and the lines, never the crisis reply. The same words in a
+/// sentence, or after danger earlier in the chat, still count.
+#[test]
+fn a_bare_command_to_the_bot_is_a_goodbye_with_the_lines() {
+    let messages = &engine().kb.messages;
+    for text in ["stop", "STOP!", "quit", "exit", "please stop", "end", "take care"] {
+        let reply = reply(text);
+        assert_eq!(reply.kind, Kind::Smalltalk, "{text:?} got {reply:#?}");
+        let shown = shown(&reply);
+        assert!(shown.starts_with(&messages.goodbye), "{text:?} got {shown:?}");
+        assert!(shown.contains(&messages.crisis_resources), "{text:?} lacks the crisis lines: {shown:?}");
+    }
+    for text in ["end it", "i want it all to stop", "make it stop", "stop everything", "I'm planning my exit"] {
+        check_crisis(text);
+    }
+    let context = vec!["I can't do this anymore".to_owned()];
+    check_crisis_reply("stop (after: I can't do this anymore)", &responder::respond_in(engine(), "stop", &context));
+}
+
 #[test]
 fn first_person_danger_now_is_never_lowered() {
     for text in ["I want to die lol", "gonna kill myself haha", "I'm going to end my life tonight 😂"] {

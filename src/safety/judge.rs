@@ -212,7 +212,7 @@ fn describe(unit: &Unit, rule: &Rule) -> String {
 }
 
 /// The words that make a danger signal a likely false alarm: someone's past,
-/// people in general, or a joke. Such messages are answered with the crisis
+/// people in general, a joke, or a bare command to the bot. Such messages are answered with the crisis
 /// lines and a check-in, never plainly.
 struct Markers {
     past: Regex,
@@ -254,9 +254,14 @@ impl Markers {
 
     /// Whether a danger signal of `class` in `text` may be lowered to a
     /// check-in. A first-person danger to oneself is lowered only when it is
-    /// told as past; jokes and general talk never lower it.
+    /// told as past; jokes and general talk never lower it. A bare command to
+    /// the bot ("stop", "quit") is lowered: alone, the model reads it as
+    /// "make it all stop".
     fn lowers(&self, class: Class, text: &str) -> bool {
         let plain = crate::text::normalize(text);
+        if crate::text::is_bot_command(&plain) {
+            return true;
+        }
         let past = self.past.is_match(&plain);
         let general = self.general.is_match(&plain);
         let joke = self.joke.is_match(&plain) || self.joke.is_match(text);
