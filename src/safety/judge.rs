@@ -212,8 +212,8 @@ fn describe(unit: &Unit, rule: &Rule) -> String {
 }
 
 /// The words that make a danger signal a likely false alarm: someone's past,
-/// people in general, a joke, or a bare command to the bot. Such messages are answered with the crisis
-/// lines and a check-in, never plainly.
+/// people in general, a joke, or a bare command to the bot. Such messages
+/// are answered with the crisis lines and a check-in, never plainly.
 struct Markers {
     past: Regex,
     general: Regex,
