@@ -510,11 +510,11 @@ fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
         // The bot only ever replies, so "stop" is a goodbye.
         return Some(plain(Kind::Smalltalk, kb.messages.goodbye.clone()));
     }
-    let words: Vec<String> = normalised.split(' ').map(unstretched).collect();
+    let words: Vec<&str> = normalised.split(' ').collect();
     if words.len() > SMALLTALK_WORDS {
         return None;
     }
-    let among = |list: &[&str], word: &str| list.iter().any(|item| unstretched(item) == word);
+    let among = |list: &[&str], word: &str| list.iter().any(|item| unstretched(item).eq(unstretched(word)));
     let kind = SMALLTALK.iter().find(|kind| {
         kind.phrases.contains(&normalised)
             || (words.iter().all(|word| among(kind.keys, word) || among(kind.fillers, word) || among(ADDRESSED, word))
@@ -523,14 +523,9 @@ fn smalltalk(normalised: &str, kb: &KnowledgeBase) -> Option<Reply> {
     Some(plain(Kind::Smalltalk, (kind.pick)(&kb.messages).clone()))
 }
 
-/// A word with each run of one letter cut to a single letter, so that
-/// "heyyy", "byee" and "goodnight" compare with "hey", "bye", "godnight".
-fn unstretched(word: &str) -> String {
-    let mut out = String::with_capacity(word.len());
-    for ch in word.chars() {
-        if !out.ends_with(ch) {
-            out.push(ch);
-        }
-    }
-    out
+/// A word's letters with each run of one letter cut to a single letter, so
+/// that "heyyy", "byee" and "goodnight" compare as "hey", "bye", "godnight".
+fn unstretched(word: &str) -> impl Iterator<Item = char> + '_ {
+    let mut last = None;
+    word.chars().filter(move |&ch| last.replace(ch) != Some(ch))
 }
