@@ -34,24 +34,27 @@ impl Head {
             counts[class.index()] += 1;
         }
         // a = Σ w xxᵀ + λI (the bias unpenalised), b = Σ w x yᵀ.
-        let mut a = vec![0f64; WIDTH * WIDTH];
+        let mut a = vec![[0f64; WIDTH]; WIDTH];
         let mut b = vec![0f64; WIDTH * CLASSES];
-        let mut x = [0f64; WIDTH];
-        for (row, class) in vectors.chunks_exact(DIMENSIONS).zip(classes) {
-            let weight = rows as f64 / (CLASSES as f64 * counts[class.index()] as f64);
-            for (slot, value) in x.iter_mut().zip(row) {
-                *slot = f64::from(*value);
-            }
-            x[DIMENSIONS] = 1.0;
-            for i in 0..WIDTH {
-                let wx = weight * x[i];
-                // Upper triangle only; mirrored below.
-                for j in i..WIDTH {
-                    a[i * WIDTH + j] += wx * x[j];
+        let examples: Vec<_> = vectors.chunks_exact(DIMENSIONS).zip(classes).collect();
+        for chunk in examples.chunks(GRAM_BLOCK) {
+            // A short last block leaves zero rows, which add nothing.
+            let mut block = [[0f64; WIDTH]; GRAM_BLOCK];
+            let mut scales = [0f64; GRAM_BLOCK];
+            for ((x, scale), (row, class)) in block.iter_mut().zip(&mut scales).zip(chunk) {
+                let weight = rows as f64 / (CLASSES as f64 * counts[class.index()] as f64);
+                for (slot, value) in x.iter_mut().zip(*row) {
+                    *slot = f64::from(*value);
                 }
-                b[i * CLASSES + class.index()] += wx;
+                x[DIMENSIONS] = 1.0;
+                *scale = weight;
+                for (i, value) in x.iter().enumerate() {
+                    b[i * CLASSES + class.index()] += weight * value;
+                }
             }
+            add_gram(&mut a, &block, &scales);
         }
+        let mut a: Vec<f64> = a.into_iter().flatten().collect();
         for i in 0..WIDTH {
             for j in 0..i {
                 a[i * WIDTH + j] = a[j * WIDTH + i];
@@ -86,6 +89,29 @@ impl Head {
             }
         }
         out
+    }
+}
+
+/// Examples folded into the Gram matrix at once: each element of its upper
+/// triangle is then read and written once per eight examples, not once per
+/// example (the fit took most of a warm reload's build).
+const GRAM_BLOCK: usize = 8;
+
+/// Adds `Σ scale · x xᵀ` over the rows of `block` to the upper triangle of `a`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+fn add_gram(a: &mut [[f64; WIDTH]], block: &[[f64; WIDTH]; GRAM_BLOCK], scales: &[f64; GRAM_BLOCK]) {
+    for (i, row) in a.iter_mut().enumerate() {
+        let mut scaled = [0f64; GRAM_BLOCK];
+        for ((slot, x), scale) in scaled.iter_mut().zip(block).zip(scales) {
+            *slot = scale * x[i];
+        }
+        for j in i..WIDTH {
+            let mut sum = 0.0;
+            for (x, factor) in block.iter().zip(&scaled) {
+                sum += factor * x[j];
+            }
+            row[j] += sum;
+        }
     }
 }
 
@@ -160,5 +186,28 @@ mod tests {
             assert_eq!(best, Some(class.index()), "{scores:?}");
         }
         assert!(Head::fit(&[], &[], 0.3).is_err());
+    }
+
+    #[test]
+    fn the_blocked_gram_matrix_is_the_sum_of_each_example_alone() {
+        // Deterministic values in (-1, 1); a partial block of three rows.
+        let value = |r: usize, i: usize| ((r * 7919 + i * 104_729) % 2001) as f64 / 1000.0 - 1.0;
+        let mut block = [[0f64; WIDTH]; GRAM_BLOCK];
+        let mut scales = [0f64; GRAM_BLOCK];
+        for (r, (x, scale)) in block.iter_mut().zip(&mut scales).take(3).enumerate() {
+            for (i, slot) in x.iter_mut().enumerate() {
+                *slot = value(r, i);
+            }
+            *scale = 0.5 + r as f64;
+        }
+        let mut a = vec![[0f64; WIDTH]; WIDTH];
+        add_gram(&mut a, &block, &scales);
+        for (i, row) in a.iter().enumerate() {
+            for (j, got) in row.iter().enumerate() {
+                let expected: f64 =
+                    if j < i { 0.0 } else { (0..3).map(|r| scales[r] * value(r, i) * value(r, j)).sum() };
+                assert!((got - expected).abs() < 1e-12, "a[{i}][{j}] = {got} not {expected}");
+            }
+        }
     }
 }
