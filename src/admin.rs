@@ -1,8 +1,9 @@
 //! Reloading the knowledge base into a running bot, safely: the new version is
-//! loaded, validated, indexed and self-tested beside the old one, and swapped
-//! in with one atomic pointer store only if every step passed. A question is
-//! answered wholly by the old or the new version; a broken file never replaces
-//! a good version. Also the file watcher behind `serve --watch`.
+//! loaded, validated, indexed and self-tested beside the old one (an unchanged
+//! version reuses its kept self-test result, `self_test`), and swapped in with
+//! one atomic pointer store only if every step passed. A question is answered
+//! wholly by the old or the new version; a broken file never replaces a good
+//! version. Also the file watcher behind `serve --watch`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,8 @@ pub struct Reloaded {
     pub entries: usize,
     pub version: String,
     pub took: Duration,
+    /// The self-test's result came from an identical earlier run (`self_test`).
+    pub self_test_reused: bool,
 }
 
 /// A reload that was refused; the previous version keeps serving.
@@ -73,14 +76,22 @@ impl Reloader {
             Ok(engine) => engine,
             Err(error) => return Err(refuse(vec![format!("{error:#}")])),
         };
-        let failures = crate::responder::self_test(&engine);
-        if !failures.is_empty() {
-            return Err(refuse(failures));
+        let self_test = crate::self_test::reuse_or_run(&engine);
+        if !self_test.failures.is_empty() {
+            return Err(refuse(self_test.failures));
         }
         let (added, removed, changed) = diff(&current, &engine);
         let (entries, version) = (engine.kb.entries.len(), engine.kb.stats.content_hash.clone());
         self.engine.store(Arc::new(engine));
-        Ok(Reloaded { added, removed, changed, entries, version, took: started.elapsed() })
+        Ok(Reloaded {
+            added,
+            removed,
+            changed,
+            entries,
+            version,
+            took: started.elapsed(),
+            self_test_reused: self_test.reused,
+        })
     }
 
     /// Logs a reload's outcome (for SIGHUP and `--watch`).
@@ -123,13 +134,14 @@ impl fmt::Display for Reloaded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "reloaded in {} ms: {} entries, version {}. Added: {}. Removed: {}. Changed: {}.",
+            "reloaded in {} ms: {} entries, version {}. Added: {}. Removed: {}. Changed: {}. Self-test: {}.",
             self.took.as_millis(),
             self.entries,
             self.version,
             list(&self.added),
             list(&self.removed),
-            list(&self.changed)
+            list(&self.changed),
+            if self.self_test_reused { "passed before on this exact version" } else { "passed" }
         )
     }
 }

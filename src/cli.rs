@@ -816,7 +816,7 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
     match knowledge::load(dir) {
         Ok(kb) => {
             let engine = Engine::build(kb, semantic)?;
-            let failures = crate::responder::self_test(&engine);
+            let failures = crate::self_test::run(&engine);
             if failures.is_empty() {
                 say!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
                 return Ok(0);

@@ -19,6 +19,7 @@ pub mod report;
 pub mod responder;
 pub mod safety;
 pub mod search;
+pub mod self_test;
 pub mod store;
 pub mod telegram;
 pub mod text;

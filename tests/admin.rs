@@ -5,8 +5,10 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use faqbot::responder::Kind;
 use faqbot::store::{self, Event, Store};
 use support::bin::copy_dir;
@@ -224,6 +226,47 @@ async fn a_reload_storm_loses_and_fails_no_question() {
         );
     }
     bot.stop().await;
+}
+
+#[test]
+fn an_unchanged_version_reuses_its_self_test_and_any_edit_runs_it_again() {
+    use faqbot::admin::Reloader;
+    use faqbot::engine::Engine;
+    use faqbot::model::Semantic;
+
+    let knowledge = knowledge_copy();
+    // A cache of its own, so no earlier run's result is found; the shared
+    // vectors are copied only to save embedding them again.
+    let cache = tempfile::tempdir().expect("temp dir");
+    for item in std::fs::read_dir(support::bin::cache_dir()).into_iter().flatten().flatten() {
+        if item.file_name().to_string_lossy().starts_with("vectors-") {
+            std::fs::copy(item.path(), cache.path().join(item.file_name())).expect("copy the vectors");
+        }
+    }
+    let semantic = Semantic::load(&support::bin::model_dir(), Some(cache.path())).expect("the model loads");
+    let engine = Engine::load_with(knowledge.path(), Some(semantic)).expect("the shipped knowledge base");
+    let reloader = Reloader::new(knowledge.path().to_path_buf(), Arc::new(ArcSwap::from_pointee(engine)));
+    let reload = || reloader.reload().unwrap_or_else(|refused| panic!("{refused}"));
+
+    let first = reload();
+    assert!(!first.self_test_reused, "nothing was kept yet: {first}");
+    let again = reload();
+    assert!(again.self_test_reused, "{again}");
+    assert!(again.to_string().contains("Self-test: passed before on this exact version."), "{again}");
+
+    std::fs::write(knowledge.path().join("faq/08-clinic.toml"), EXTRA).expect("write");
+    let edited = reload();
+    assert!(!edited.self_test_reused && edited.added == ["parking"], "{edited}");
+    assert!(reload().self_test_reused);
+
+    // A damaged result is never trusted: the self-test runs, and is kept again.
+    let kept: Vec<_> = std::fs::read_dir(cache.path().join("self-tests")).expect("kept results").flatten().collect();
+    assert_eq!(kept.len(), 2, "one result per version");
+    for item in &kept {
+        std::fs::write(item.path(), "not a result").expect("damage");
+    }
+    assert!(!reload().self_test_reused);
+    assert!(reload().self_test_reused);
 }
 
 // ---- The built binary: SIGHUP, --watch, a killed process ---------------------

@@ -58,6 +58,11 @@ impl VectorCache {
         Ok(Self { model: model.to_owned(), vectors: Mutex::new(vectors), file: Some(path) })
     }
 
+    /// The directory of the cache file; `None` in memory only.
+    pub fn dir(&self) -> Option<&Path> {
+        self.file.as_deref()?.parent()
+    }
+
     /// How many vectors the cache holds.
     pub fn len(&self) -> usize {
         self.vectors.lock().map_or(0, |vectors| vectors.len())

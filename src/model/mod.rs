@@ -37,6 +37,11 @@ impl Semantic {
         Ok(Self { embedder: Arc::new(embedder), cache: Arc::new(cache), dir: dir.to_path_buf() })
     }
 
+    /// The directory vectors (and self-test results) are kept in, if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.dir()
+    }
+
     /// Where the model was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
