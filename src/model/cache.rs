@@ -107,8 +107,12 @@ impl VectorCache {
             return Ok((out.into_iter().map(Option::unwrap_or_default).collect(), 0));
         }
         let batch: Vec<&str> = missing.iter().map(|&index| texts[index]).collect();
-        let fresh: HashMap<Key, Vector> =
-            missing.iter().map(|&index| keys[index]).zip(embedder.embed_batch(&batch)?).collect();
+        // A message's texts are few and share a pass with other messages'.
+        let vectors = match keep {
+            Keep::Yes => embedder.embed_batch(&batch)?,
+            Keep::No => embedder.embed_combined(&batch)?,
+        };
+        let fresh: HashMap<Key, Vector> = missing.iter().map(|&index| keys[index]).zip(vectors).collect();
         for (slot, key) in out.iter_mut().zip(&keys) {
             if slot.is_none() {
                 *slot = fresh.get(key).cloned();

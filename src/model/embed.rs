@@ -173,6 +173,8 @@ pub struct Embedder {
     /// forward pass waiting for another pool's thread to wake; a call
     /// crosses threads once.
     pool: rayon::ThreadPool,
+    /// Packs messages that wait together into one pass (`combine`).
+    combiner: super::combine::Combiner,
 }
 
 impl Embedder {
@@ -203,7 +205,7 @@ impl Embedder {
             .thread_name(|index| format!("faqbot-model-{index}"))
             .build()
             .context("starting the model's threads")?;
-        Ok(Self { tokenizer, encoder, pool })
+        Ok(Self { tokenizer, encoder, pool, combiner: super::combine::Combiner::new(threads) })
     }
 
     /// The vector of one text.
@@ -225,6 +227,18 @@ impl Embedder {
             let ids: Vec<&[u32]> = encodings.iter().map(|encoding| encoding.get_ids()).collect();
             self.embed_ids(&ids)
         })
+    }
+
+    /// The vectors of a message's few texts, in order: in one pass, shared
+    /// with whatever other messages are waiting for the model meanwhile.
+    pub fn embed_combined(&self, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
+        let ids = texts
+            .iter()
+            .map(|text| self.tokenizer.encode(*text, true).map(|encoding| encoding.get_ids().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| anyhow::anyhow!("{err}"))
+            .context("tokenizing")?;
+        self.combiner.run(ids, |batch| self.pool.install(|| self.encoder.forward(batch)))
     }
 
     /// The word-piece ids of one text, with [CLS] and [SEP]; for tests.

@@ -3,6 +3,7 @@
 //! they are checked is `fetch`'s job.
 
 mod cache;
+mod combine;
 mod embed;
 pub mod fetch;
 
