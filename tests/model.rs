@@ -76,3 +76,20 @@ fn a_text_longer_than_the_model_takes_is_cut_not_refused() {
     let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4);
 }
+
+#[test]
+fn a_text_packed_with_others_gets_bit_for_bit_its_vector_alone() {
+    // Messages that wait together share a pass (`model::combine`); none may
+    // get a different vector, and so a different answer, for it.
+    let embedder = Embedder::load(&model_dir()).expect("the model loads");
+    let owned: Vec<String> = (0..20)
+        .map(|n| format!("message {n}: is ketamine {} safe for me?", "really and truly ".repeat(n % 6)))
+        .chain(["hi".to_owned(), "my dad is a vet. his therapist mentioned ketamine. does it help?".to_owned()])
+        .collect();
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let packed = embedder.embed_combined(&texts).expect("a packed pass");
+    assert_eq!(packed.len(), texts.len());
+    for (text, packed) in texts.iter().zip(&packed) {
+        assert_eq!(&embedder.embed(text).expect("alone"), packed, "{text:?}");
+    }
+}
