@@ -1,9 +1,10 @@
-//! Messages that wait for the model together go through it together. A
-//! forward pass reads all 42 MB of weights from memory whatever it carries,
-//! and that reading, not the arithmetic, is most of its time; so when many
-//! chats ask at once (a burst after a post, a backlog after a restart), the
-//! questions that queue while a pass runs are packed into the next pass.
-//! A lone message never waits for company: it runs at once, as before.
+//! Messages that wait for the model together go through it together. Part of
+//! a forward pass's cost is the same whatever it carries (reading 42 MB of
+//! weights, each step's overhead): on one core a short question takes 8 ms
+//! alone and eight take 29 ms together. So when many chats ask at once (a
+//! burst after a post, a backlog after a restart), the questions that queue
+//! while a pass runs are packed into the next pass. A lone message never
+//! waits for company: it runs at once, as before.
 //!
 //! At most `runners` passes run at a time (one per core). Whoever queues a
 //! job and finds a runner free becomes one: it takes the waiting jobs, oldest

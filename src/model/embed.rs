@@ -238,6 +238,11 @@ impl Embedder {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| anyhow::anyhow!("{err}"))
             .context("tokenizing")?;
+        // Checked here, so that a text the pass would refuse fails its own
+        // message only, not the others packed with it.
+        if let Some(bad) = ids.iter().find(|ids| ids.is_empty() || ids.len() > MAX_TOKENS) {
+            bail!("a text has {} word pieces; between 1 and {MAX_TOKENS} are allowed", bad.len());
+        }
         self.combiner.run(ids, |batch| self.pool.install(|| self.encoder.forward(batch)))
     }
 
