@@ -8,7 +8,7 @@
 //! Without a cache directory, or when the program cannot tell which file it
 //! runs from, nothing is kept and every run is in full.
 
-use std::fmt::Write as _;
+use std::fmt::Write as _; // `write!` into the hasher
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -30,9 +30,22 @@ pub struct Outcome {
 
 /// Runs the self-test in full and keeps its result for later runs.
 pub fn run(engine: &Engine) -> Vec<String> {
+    run_and_keep(engine, result_path(engine).as_deref())
+}
+
+/// The kept result for exactly this engine when there is one, else a full run.
+pub fn reuse_or_run(engine: &Engine) -> Outcome {
+    let path = result_path(engine);
+    if let Some(failures) = path.as_deref().and_then(read) {
+        return Outcome { failures, reused: true };
+    }
+    Outcome { failures: run_and_keep(engine, path.as_deref()), reused: false }
+}
+
+fn run_and_keep(engine: &Engine, path: Option<&Path>) -> Vec<String> {
     let failures = crate::responder::self_test(engine);
-    if let Some(path) = result_path(engine)
-        && let Err(err) = keep(&path, &failures)
+    if let Some(path) = path
+        && let Err(err) = keep(path, &failures)
     {
         // The result is in hand; not keeping it costs the next reload time.
         tracing::warn!("could not keep the self-test result in {}: {err:#}", path.display());
@@ -40,24 +53,12 @@ pub fn run(engine: &Engine) -> Vec<String> {
     failures
 }
 
-/// The kept result for exactly this engine when there is one, else a full run.
-pub fn reuse_or_run(engine: &Engine) -> Outcome {
-    if let Some(failures) = result_path(engine).and_then(|path| read(&path)) {
-        return Outcome { failures, reused: true };
-    }
-    Outcome { failures: run(engine), reused: false }
-}
-
 /// Where the result for this engine is kept, when it can be kept.
 fn result_path(engine: &Engine) -> Option<PathBuf> {
     let (semantic, _) = engine.semantic.as_ref()?;
     let dir = semantic.cache_dir()?;
     let key = key(engine, &program_identity()?);
-    let hex: String = key.iter().fold(String::with_capacity(64), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    });
-    Some(dir.join(SUBDIR).join(format!("{hex}.json")))
+    Some(dir.join(SUBDIR).join(format!("{}.json", crate::text::hex(&key))))
 }
 
 /// The running executable's path, size and modification time: a rebuilt

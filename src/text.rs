@@ -129,6 +129,11 @@ pub fn telegram_len(text: &str) -> usize {
     text.encode_utf16().count()
 }
 
+/// Bytes as lowercase hexadecimal (checksums, cache keys).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A UTC time as "2026-11-21 06:30 UTC", without a date library.
 pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     let seconds = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());

