@@ -46,6 +46,11 @@ pub struct Question {
     pub scans: Scans,
 }
 
+/// Vectors already worked out, by text: a chat keeps each message's sentence
+/// vectors with it, so that as context for the next messages it is not
+/// embedded again (the same text gives bit for bit the same vector).
+pub type Known = HashMap<String, Vector>;
+
 /// A question's sentence vectors.
 pub struct Vectors {
     /// Of `Question::text`.
@@ -64,6 +69,11 @@ impl Question {
     /// Prepares `raw` (with the chat's earlier messages, oldest first) and,
     /// given the model, embeds every text it needs in one batch.
     pub fn new(raw: &str, context: &[String], semantic: Option<&Semantic>) -> Question {
+        Question::with_known(raw, context, semantic, &Known::new())
+    }
+
+    /// `new`, embedding only the texts `known` has no vector for.
+    pub fn with_known(raw: &str, context: &[String], semantic: Option<&Semantic>, known: &Known) -> Question {
         let full = crate::text::strip_markup(raw).into_owned();
         let text = bounded(&full, MAX_QUESTION_CHARS).to_owned();
         let normalised = normalize(&text);
@@ -94,7 +104,7 @@ impl Question {
             scans: Scans::default(),
         };
         if let Some(semantic) = semantic {
-            match question.embed(semantic) {
+            match question.embed(semantic, known) {
                 Ok(vectors) => question.vectors = Some(vectors),
                 Err(err) => tracing::warn!("could not embed a message: {err:#}"),
             }
@@ -127,11 +137,23 @@ impl Question {
         batch.order
     }
 
-    fn embed(&self, semantic: &Semantic) -> anyhow::Result<Vectors> {
+    /// This message's sentence vectors, to keep while it is context.
+    pub fn sentence_vectors(&self) -> Known {
+        let Some(vectors) = &self.vectors else { return Known::new() };
+        self.sentences.iter().cloned().zip(vectors.sentences.iter().cloned()).collect()
+    }
+
+    fn embed(&self, semantic: &Semantic, known: &Known) -> anyhow::Result<Vectors> {
         // Each distinct text once: a single-sentence message is one vector.
         let texts = self.texts_to_embed();
-        let vectors = embed_in_batches(semantic, &texts)?;
-        let by_text: HashMap<&str, &Vector> = texts.iter().copied().zip(&vectors).collect();
+        let missing: Vec<&str> = texts.iter().copied().filter(|text| !known.contains_key(*text)).collect();
+        let vectors = embed_in_batches(semantic, &missing)?;
+        let mut by_text: HashMap<&str, &Vector> = texts
+            .iter()
+            .filter_map(|text| known.get_key_value(*text))
+            .map(|(text, vector)| (text.as_str(), vector))
+            .collect();
+        by_text.extend(missing.iter().copied().zip(&vectors));
         let get = |text: &str| by_text.get(text).map(|vector| (*vector).clone()).unwrap_or_default();
         Ok(Vectors {
             whole: get(&self.text),

@@ -7,7 +7,7 @@
 
 use crate::engine::Engine;
 use crate::knowledge::{Entry, KnowledgeBase};
-use crate::question::Question;
+use crate::question::{Known, Question};
 use crate::reply::{Block, Net};
 use crate::safety::{Crisis, Verdict};
 use crate::search::{Analysis, Hit};
@@ -49,6 +49,14 @@ pub fn respond(engine: &Engine, raw: &str) -> Reply {
 /// first: danger built across messages counts.
 pub fn respond_in(engine: &Engine, raw: &str, context: &[String]) -> Reply {
     respond_with(engine, raw, context, THRESHOLDS)
+}
+
+/// `respond_in` for a chat that keeps its messages' vectors: `known` holds
+/// the earlier messages' sentence vectors, and this message's come back with
+/// the reply, to keep for the next.
+pub fn respond_remembering(engine: &Engine, raw: &str, context: &[String], known: &Known) -> (Reply, Known) {
+    let question = Question::with_known(raw, context, engine.semantic.as_ref().map(|(semantic, _)| semantic), known);
+    (respond_to(engine, &question, THRESHOLDS), question.sentence_vectors())
 }
 
 /// `respond_in` with other thresholds, for tuning.

@@ -148,6 +148,25 @@ fn emergencies_open_with_the_call_for_help_and_end_with_what_to_do() {
 }
 
 #[test]
+fn a_chat_that_keeps_its_messages_vectors_replies_as_if_it_embedded_them_again() {
+    use faqbot::question::{Known, Question};
+    let earlier = "I can't do this anymore";
+    let (_, known) = responder::respond_remembering(engine(), earlier, &[], &Known::new());
+    assert_eq!(known.keys().collect::<Vec<_>>(), [earlier], "the message's sentence vectors come back");
+    let context = vec![earlier.to_owned()];
+    let (kept, _) = responder::respond_remembering(engine(), "how many would it take", &context, &known);
+    assert_eq!(kept, responder::respond_in(engine(), "how many would it take", &context));
+    check_crisis_reply("how many would it take (kept vectors)", &kept);
+    // A kept vector is used as it is, not embedded again.
+    let semantic = engine().semantic.as_ref().map(|(semantic, _)| semantic);
+    let marked = Known::from([(earlier.to_owned(), vec![0.25; faqbot::model::DIMENSIONS])]);
+    let question = Question::with_known("thanks", &context, semantic, &marked);
+    let vectors = question.vectors.expect("embedded");
+    assert_eq!(vectors.context, [vec![0.25; faqbot::model::DIMENSIONS]]);
+    assert_eq!(vectors.whole, Question::new("thanks", &[], semantic).vectors.expect("embedded").whole);
+}
+
+#[test]
 fn danger_built_across_messages_is_seen() {
     let context = |messages: &[&str]| messages.iter().map(|text| (*text).to_owned()).collect::<Vec<_>>();
     let reply = responder::respond_in(engine(), "how many would it take", &context(&["I can't do this anymore"]));

@@ -251,13 +251,15 @@ fn command(
 
 fn answer(engine: &Engine, shared: &Shared, (chat, user): (i64, u64), question: &str, fresh: bool) -> Texts {
     let now = std::time::Instant::now();
-    let context = {
-        let mut recent = shared.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let lock = || shared.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (context, known) = {
+        let mut recent = lock();
         let context = recent.context((chat, user), now);
         recent.push((chat, user), question, now);
         context
     };
-    let reply = responder::respond_in(engine, question, &context);
+    let (reply, vectors) = responder::respond_remembering(engine, question, &context, &known);
+    lock().remember((chat, user), question, vectors);
     tracing::debug!(kind = reply.kind.as_str(), entry = reply.entry.as_deref(), "reply");
     if fresh {
         record(shared, &reply, question, user);
