@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 
 use crate::engine::Engine;
 use crate::eval;
-use crate::knowledge::{self, LoadError};
+use crate::knowledge::{self, KnowledgeBase, LoadError};
 use crate::model::Semantic;
 use crate::telegram;
 
@@ -817,6 +817,7 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
         Ok(kb) => {
             let engine = Engine::build(kb, semantic)?;
             let failures = crate::self_test::run(&engine);
+            note_thin_entries(&engine.kb);
             if failures.is_empty() {
                 say!("{}: sound: {}; self-test passed", dir.display(), engine.kb.summary());
                 return Ok(0);
@@ -840,6 +841,27 @@ fn check(dir: &Path, semantic: Option<Semantic>) -> anyhow::Result<u8> {
         }
         Err(error @ LoadError::Io { .. }) => Err(error.into()),
     }
+}
+
+/// A note (not a problem) on entries with few alternates, which retrieval
+/// seldom matches to questions in other words.
+fn note_thin_entries(kb: &KnowledgeBase) {
+    const SHOWN: usize = 10;
+    let thin = kb.thin_entries();
+    if thin.is_empty() {
+        return;
+    }
+    let mut listed: Vec<String> = thin.iter().take(SHOWN).map(|(id, count)| format!("{id} ({count})")).collect();
+    if thin.len() > SHOWN {
+        listed.push(format!("and {} more", thin.len() - SHOWN));
+    }
+    eprintln!(
+        "note: {} of {} entries have fewer than {} alternates: {}. Such entries are seldom matched to questions asked in other words; add the ways people really ask (fragments, typos, a sentence of context, a question about a relative).",
+        thin.len(),
+        kb.entries.len(),
+        crate::knowledge::FEW_ALTERNATES,
+        listed.join(", ")
+    );
 }
 
 // `import` and `export` (issue 13).

@@ -504,3 +504,27 @@ fn check_on_a_missing_directory_cannot_run_and_exits_two() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot read the knowledge directory"), "{stderr}");
 }
+
+#[test]
+fn check_notes_entries_with_few_alternates() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    bin::copy_dir(Path::new("tests/data/kb2/knowledge"), dir.path());
+    let file = dir.path().join("faq/01-sleep-basics.toml");
+    let text = std::fs::read_to_string(&file).expect("read the sleep basics");
+    let start = text.find("alternates = [").expect("an alternates list");
+    let end = start + text[start..].find("]\n").expect("the list's end") + 1;
+    let thinned = format!("{}alternates = [\"how long should a grown up sleep\"]{}", &text[..start], &text[end..]);
+    std::fs::write(&file, thinned).expect("write the thinned entry");
+
+    let knowledge = dir.path().to_string_lossy().into_owned();
+    let output = faqbot(&["--lexical-only", "check", "--knowledge", &knowledge]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with("note: 1 of 42 entries have fewer than 12 alternates: how-much-sleep (1).")),
+        "{stderr}"
+    );
+    // The shipped knowledge base has no such entry.
+    assert!(!String::from_utf8_lossy(&faqbot(&["--lexical-only", "check"]).stderr).contains("note:"));
+}
