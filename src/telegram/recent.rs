@@ -41,12 +41,15 @@ impl Recent {
     /// kept for their sentences.
     pub(crate) fn context(&mut self, key: Key, now: Instant) -> (Vec<String>, Known) {
         let Some(messages) = self.conversations.get_mut(&key) else { return (Vec::new(), Known::new()) };
-        let before = messages.len();
-        messages.retain(|message| now.saturating_duration_since(message.at) < FOR);
-        if messages.len() < before {
-            self.vectors = self.count_vectors();
-        }
-        let Some(messages) = self.conversations.get(&key) else { return (Vec::new(), Known::new()) };
+        let mut dropped = 0;
+        messages.retain(|message| {
+            let keep = now.saturating_duration_since(message.at) < FOR;
+            if !keep {
+                dropped += message.vectors.len();
+            }
+            keep
+        });
+        self.vectors = self.vectors.saturating_sub(dropped);
         let texts = messages.iter().map(|message| message.text.clone()).collect();
         let known = messages.iter().flat_map(|message| message.vectors.clone()).collect();
         (texts, known)
@@ -61,14 +64,16 @@ impl Recent {
             if self.conversations.len() >= MAX_CONVERSATIONS {
                 self.conversations.clear();
             }
+            self.vectors = self.conversations.values().flatten().map(|message| message.vectors.len()).sum();
         }
         let messages = self.conversations.entry(key).or_default();
         let text = crate::question::bounded(text, MAX_CHARS).to_owned();
         messages.push_back(Message { at: now, text, vectors: Known::new() });
         while messages.len() > KEEP {
-            messages.pop_front();
+            if let Some(old) = messages.pop_front() {
+                self.vectors = self.vectors.saturating_sub(old.vectors.len());
+            }
         }
-        self.vectors = self.count_vectors();
     }
 
     /// Keeps `vectors` with the conversation's latest message, when that is
@@ -83,14 +88,9 @@ impl Recent {
         let text = crate::question::bounded(text, MAX_CHARS);
         let latest = self.conversations.get_mut(&key).and_then(|messages| messages.back_mut());
         if let Some(message) = latest.filter(|message| message.text == text) {
-            self.vectors += vectors.len();
-            self.vectors -= message.vectors.len();
+            self.vectors = (self.vectors + vectors.len()).saturating_sub(message.vectors.len());
             message.vectors = vectors;
         }
-    }
-
-    fn count_vectors(&self) -> usize {
-        self.conversations.values().flatten().map(|message| message.vectors.len()).sum()
     }
 }
 
