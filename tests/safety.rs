@@ -342,7 +342,7 @@ fn the_safety_sets_meet_their_floors() {
     }
 }
 
-// Measured: tune 0.930 / 0.026 / 0.752, held-out 0.867 / 0.101 / 0.652
+// Measured: tune 0.928 / 0.026 / 0.752, held-out 0.867 / 0.101 / 0.630
 // (issue 11's targets are 0.98 / 0.03 / 0.95: not met; SAFETY.md).
 #[test]
 fn eval_safety_reports_a_set_and_fails_below_its_floors() {
