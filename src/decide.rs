@@ -41,9 +41,15 @@ pub struct Hybrid {
     /// How far ahead of the runner-up an answer must be; closer, and the
     /// user is offered a choice instead of a guess.
     pub gap: f32,
+    /// A score a little under `answer` still answers when it is this far
+    /// ahead of every other entry ("will my health plan pay": 1.51, ahead
+    /// by 0.58); otherwise it is no match.
+    pub lead_answer: f32,
+    pub lead_gap: f32,
 }
 
-pub const HYBRID: Hybrid = Hybrid { sentence: 0.1, mean3: 0.75, lexical: 0.4, answer: 1.54, gap: 0.08 };
+pub const HYBRID: Hybrid =
+    Hybrid { sentence: 0.1, mean3: 0.75, lexical: 0.4, answer: 1.54, gap: 0.08, lead_answer: 1.5, lead_gap: 0.25 };
 
 /// An exact lexical match answers only this close in meaning: one common
 /// word can be all of a short phrasing ("see you" is every informative word
@@ -173,11 +179,18 @@ pub fn decide(candidates: &[Candidate], thresholds: &Hybrid) -> Verdict {
     if let Some(same) = candidates.iter().find(|candidate| candidate.whole >= 0.999) {
         return Verdict::Answer { entry: same.entry, reason: "says exactly what one of its phrasings says" };
     }
+    let runner_up = candidates.get(1).map_or(f32::MIN, |candidate| candidate.score);
+    let lead = first.score - runner_up;
     if first.score < thresholds.answer {
+        if first.score >= thresholds.lead_answer && lead >= thresholds.lead_gap {
+            return Verdict::Answer {
+                entry: first.entry,
+                reason: "nearly close enough, and far ahead of every other entry",
+            };
+        }
         return Verdict::NoMatch { reason: "no entry is close enough in meaning and words" };
     }
-    let runner_up = candidates.get(1).map_or(f32::MIN, |candidate| candidate.score);
-    if first.score - runner_up >= thresholds.gap {
+    if lead >= thresholds.gap {
         return Verdict::Answer { entry: first.entry, reason: "close in meaning, well ahead of the next entry" };
     }
     let entries = candidates.iter().take(3).map(|candidate| candidate.entry).collect();

@@ -273,8 +273,8 @@ pub fn explain(engine: &Engine, raw: &str) -> String {
             _ => f32::NAN,
         };
         out.push_str(&format!(
-            "\nverdict: {verdict} (an answer needs score >= {:.2} and a gap >= {:.2} to the next entry; gap {gap:.3})",
-            thresholds.answer, thresholds.gap
+            "\nverdict: {verdict} (an answer needs score >= {:.2} and a gap >= {:.2} to the next entry, or score >= {:.2} and a gap >= {:.2}; gap {gap:.3})",
+            thresholds.answer, thresholds.gap, thresholds.lead_answer, thresholds.lead_gap
         ));
         return out;
     }

@@ -123,23 +123,23 @@ fn floors(engine: &Engine, set: &str, answered_right: f64, abstained: f64, wrong
 
 #[test]
 fn the_tune_set_meets_its_floors() {
-    // Measured 0.778 right, 0.932 abstained, 0.017 wrong (BENCHMARKS.md).
-    floors(engine(), "tests/data/dev-tune.jsonl", 0.76, 0.92, 0.02);
+    // Measured 0.788 right, 0.927 abstained, 0.018 wrong (BENCHMARKS.md).
+    floors(engine(), "tests/data/dev-tune.jsonl", 0.77, 0.91, 0.02);
 }
 
 #[test]
 fn the_held_out_set_meets_its_floors() {
-    // Measured 0.634 right, 0.951 abstained, 0.022 wrong.
+    // Measured 0.641 right, 0.951 abstained, 0.022 wrong.
     floors(engine(), "tests/data/dev-heldout.jsonl", 0.62, 0.94, 0.025);
 }
 
 #[test]
 fn the_same_thresholds_hold_on_a_knowledge_base_about_another_topic() {
     let sleep = hybrid(Path::new("tests/data/kb2/knowledge"));
-    // Measured on the held-out questions 0.572 right, 0.982 abstained, 0.009
+    // Measured on the held-out questions 0.595 right, 0.982 abstained, 0.009
     // wrong (0.156 right with 6 phrasings per entry instead of 21;
-    // BENCHMARKS.md); on its tune part 0.876, 0.984 and 0.009.
-    floors(&sleep, "tests/data/kb2/questions.jsonl", 0.55, 0.96, 0.02);
+    // BENCHMARKS.md); on its tune part 0.888, 0.984 and 0.009.
+    floors(&sleep, "tests/data/kb2/questions.jsonl", 0.57, 0.96, 0.02);
     floors(&sleep, "tests/data/kb2/tune.jsonl", 0.86, 0.96, 0.02);
 }
 
