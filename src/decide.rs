@@ -196,3 +196,40 @@ pub fn decide(candidates: &[Candidate], thresholds: &Hybrid) -> Verdict {
     let entries = candidates.iter().take(3).map(|candidate| candidate.entry).collect();
     Verdict::Clarify { entries, reason: "several entries are about equally close" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(entry: usize, score: f32) -> Candidate {
+        Candidate { entry, whole: 0.6, sentence: 0.6, mean3: 0.5, coverage: 0.5, bm25: None, exact: false, score }
+    }
+
+    fn verdict(first: f32, second: f32) -> Verdict {
+        decide(&[candidate(0, first), candidate(1, second)], &HYBRID)
+    }
+
+    #[test]
+    fn a_clear_lead_makes_up_for_a_slightly_lower_score_and_nothing_less_does() {
+        let answered = |verdict: Verdict| matches!(verdict, Verdict::Answer { entry: 0, .. });
+        // (A thousandth more than each gap: f32 subtraction may round it down.)
+        assert!(answered(verdict(HYBRID.answer, HYBRID.answer - HYBRID.gap - 0.001)));
+        assert!(answered(verdict(HYBRID.lead_answer, HYBRID.lead_answer - HYBRID.lead_gap - 0.001)));
+        // Under `answer`, a lead short of `lead_gap` is no match, not a choice.
+        let short = verdict(HYBRID.lead_answer, HYBRID.lead_answer - HYBRID.lead_gap / 2.0);
+        assert!(matches!(short, Verdict::NoMatch { .. }), "{short:?}");
+        let low = verdict(HYBRID.lead_answer - 0.01, 0.0);
+        assert!(matches!(low, Verdict::NoMatch { .. }), "{low:?}");
+        // At `answer`, a close runner-up makes a choice.
+        let close = verdict(HYBRID.answer, HYBRID.answer - HYBRID.gap / 2.0);
+        assert!(matches!(close, Verdict::Clarify { .. }), "{close:?}");
+    }
+
+    #[test]
+    fn a_phrasing_identical_in_meaning_answers_wherever_it_ranks() {
+        let mut same = candidate(1, 1.0);
+        same.whole = 1.0;
+        let verdict = decide(&[candidate(0, 2.0), same], &HYBRID);
+        assert!(matches!(verdict, Verdict::Answer { entry: 1, .. }), "{verdict:?}");
+    }
+}
